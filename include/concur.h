@@ -1,0 +1,12 @@
+/**
+ * @file concur.h
+ * @brief The umbrella header: every public concur module.
+ */
+#ifndef CONCUR_H
+#define CONCUR_H
+
+#include "concur/base.h"
+#include "concur/sync.h"
+#include "concur/thread.h"
+
+#endif /* CONCUR_H */

@@ -1,0 +1,118 @@
+/*
+ * Runs one test binary's suite with Check in fork mode and provides the
+ * leak-checking fixture, timing slack, scale and seed.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+static int count_entries(const char *path) {
+  DIR *dir = opendir(path);
+  if (dir == NULL) {
+    return -1;
+  }
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    if (e->d_name[0] != '.') {
+      n++;
+    }
+  }
+  closedir(dir);
+  return n;
+}
+
+int harness_thread_count(void) { return count_entries("/proc/self/task"); }
+
+/* The count includes the fd opendir itself holds while reading. */
+int harness_fd_count(void) { return count_entries("/proc/self/fd"); }
+
+static int baseline_threads;
+static int baseline_fds;
+
+static void *nothing(void *arg) { return arg; }
+
+static void leak_setup(void) {
+  /* Sanitizer runtimes start a helper thread of their own at the first
+   * pthread_create; start and join one thread so the baseline includes it. */
+  pthread_t t;
+  if (pthread_create(&t, NULL, nothing, NULL) == 0) {
+    pthread_join(t, NULL);
+  }
+  baseline_threads = harness_thread_count();
+  baseline_fds = harness_fd_count();
+}
+
+static void leak_teardown(void) {
+  int threads = harness_thread_count();
+  int fds = harness_fd_count();
+  ck_assert_msg(threads == baseline_threads,
+                "the case left threads behind: %d before, %d after",
+                baseline_threads, threads);
+  ck_assert_msg(fds == baseline_fds, "the case left fds behind: %d before, %d after",
+                baseline_fds, fds);
+}
+
+TCase *harness_tcase(const char *name, double timeout_s) {
+  TCase *tc = tcase_create(name);
+  tcase_set_timeout(tc, timeout_s);
+  tcase_add_checked_fixture(tc, leak_setup, leak_teardown);
+  return tc;
+}
+
+static long env_long(const char *name, long fallback) {
+  const char *s = getenv(name);
+  if (s == NULL || *s == '\0') {
+    return fallback;
+  }
+  long v = strtol(s, NULL, 10);
+  return v > 0 ? v : fallback;
+}
+
+int64_t harness_slack(void) { return env_long("CONCUR_TEST_SLACK", 1); }
+
+long harness_scale(void) { return env_long("CONCUR_TEST_SCALE", 1); }
+
+int64_t harness_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t the_seed;
+
+uint64_t harness_seed(void) { return the_seed; }
+
+uint64_t harness_rand(uint64_t *state) {
+  uint64_t x = *state;
+  x ^= x >> 12;
+  x ^= x << 25;
+  x ^= x >> 27;
+  *state = x;
+  return x * 0x2545F4914F6CDD1DULL;
+}
+
+int main(void) {
+  const char *s = getenv("CONCUR_TEST_SEED");
+  the_seed = s != NULL && *s != '\0'
+                 ? strtoull(s, NULL, 0)
+                 : (uint64_t)harness_now_ns() ^ ((uint64_t)getpid() << 32);
+  if (the_seed == 0) {
+    the_seed = 1;
+  }
+  printf("seed: CONCUR_TEST_SEED=%" PRIu64 "\n", the_seed);
+  fflush(stdout);
+
+  SRunner *runner = srunner_create(concur_test_suite());
+  srunner_set_fork_status(runner, CK_FORK);
+  srunner_run_all(runner, CK_NORMAL);
+  int failed = srunner_ntests_failed(runner);
+  srunner_free(runner);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
