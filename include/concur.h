@@ -6,6 +6,7 @@
 #define CONCUR_H
 
 #include "concur/base.h"
+#include "concur/future.h"
 #include "concur/sync.h"
 #include "concur/thread.h"
 

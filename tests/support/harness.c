@@ -6,6 +6,9 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
+#include <string.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +31,42 @@ static int count_entries(const char *path) {
   return n;
 }
 
-int harness_thread_count(void) { return count_entries("/proc/self/task"); }
+/* A thread that pthread_join has already reaped can linger in
+ * /proc/self/task for a moment in the exiting (X) or zombie (Z) state: count
+ * only the threads that can still run. */
+static bool task_is_live(const char *tid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/self/task/%s/stat", tid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) {
+    return false; /* gone between readdir and open */
+  }
+  char buf[512];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *paren = strrchr(buf, ')'); /* the name may contain spaces */
+  char state = paren != NULL && paren[1] == ' ' ? paren[2] : '?';
+  return state != 'Z' && state != 'X';
+}
+
+static int count_live_threads(void) {
+  DIR *dir = opendir("/proc/self/task");
+  if (dir == NULL) {
+    return -1;
+  }
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(dir)) != NULL) {
+    if (e->d_name[0] != '.' && task_is_live(e->d_name)) {
+      n++;
+    }
+  }
+  closedir(dir);
+  return n;
+}
+
+int harness_thread_count(void) { return count_live_threads(); }
 
 /* The count includes the fd opendir itself holds while reading. */
 int harness_fd_count(void) { return count_entries("/proc/self/fd"); }
@@ -50,7 +88,13 @@ static void leak_setup(void) {
 }
 
 static void leak_teardown(void) {
+  /* An exiting thread may still be on its way out of the kernel after its
+   * joiner returned; give it a bounded number of yields, never a sleep. */
   int threads = harness_thread_count();
+  for (int i = 0; i < 1000 && threads > baseline_threads; i++) {
+    sched_yield();
+    threads = harness_thread_count();
+  }
   int fds = harness_fd_count();
   ck_assert_msg(threads == baseline_threads,
                 "the case left threads behind: %d before, %d after",
