@@ -28,6 +28,9 @@ extern "C" {
  * A non-recursive mutual-exclusion lock. Like Python's Lock, and unlike a
  * pthread mutex, it has no owner: any thread may release it.
  *
+ * Waiting is not FIFO (nor is Python's): a thread arriving while a woken
+ * waiter is being scheduled may take the Lock first.
+ *
  * Happens-before: a successful release happens-before every acquire that
  * later succeeds on the same lock.
  * @{ */
@@ -35,19 +38,24 @@ typedef struct concur_lock concur_lock;
 
 /** Makes an unlocked Lock. Errors: CONCUR_EINVAL (out NULL), CONCUR_ENOMEM. */
 CONCUR_API CONCUR_NODISCARD int concur_lock_new(concur_lock **out);
-/** Frees a Lock (NULL is a no-op). Aborts if threads are blocked in it. */
+/**
+ * Frees a Lock (NULL is a no-op). It may still be held (Python drops held
+ * locks too). Aborts, naming the misuse, if threads are blocked in it.
+ */
 CONCUR_API void concur_lock_free(concur_lock *lock);
 /**
- * Acquires the Lock, blocking up to timeout_ns. Acquiring a Lock the caller
- * already holds blocks (it is not recursive).
- * @return 0; CONCUR_ETIMEDOUT (not acquired in time; CONCUR_NOWAIT on a held
- *         lock); CONCUR_EINVAL (NULL lock, negative timeout).
+ * Acquires the Lock, blocking up to timeout_ns (CONCUR_NOWAIT polls).
+ * Acquiring a Lock the caller already holds blocks (it is not recursive).
+ * Signals interrupting the wait are absorbed.
+ * @return 0; CONCUR_ETIMEDOUT (not acquired in time, never before the
+ *         timeout; CONCUR_NOWAIT on a held lock); CONCUR_EINVAL (NULL lock,
+ *         negative timeout).
  */
 CONCUR_API CONCUR_NODISCARD int concur_lock_acquire(concur_lock *lock,
                                                     int64_t timeout_ns);
 /**
- * Releases the Lock; any thread may release it, and one blocked acquirer, if
- * any, then gets it. Never blocks.
+ * Releases the Lock; any thread may release it. Wakes one blocked acquirer,
+ * if any, to take it. Never blocks.
  * @return 0; CONCUR_EPERM (the Lock was not locked: nothing changes);
  *         CONCUR_EINVAL (NULL).
  */
@@ -76,13 +84,19 @@ typedef struct concur_rlock concur_rlock;
 
 /** Makes an unowned RLock. Errors: CONCUR_EINVAL (out NULL), CONCUR_ENOMEM. */
 CONCUR_API CONCUR_NODISCARD int concur_rlock_new(concur_rlock **out);
-/** Frees an RLock (NULL is a no-op). Aborts if threads are blocked in it. */
+/**
+ * Frees an RLock (NULL is a no-op). Aborts, naming the misuse, if threads are
+ * blocked in it.
+ */
 CONCUR_API void concur_rlock_free(concur_rlock *rlock);
 /**
  * Acquires the RLock: at once, incrementing the recursion count, when the
- * caller owns it; else blocks up to timeout_ns.
- * @return 0; CONCUR_ETIMEDOUT; CONCUR_EINVAL (NULL, negative timeout);
- *         CONCUR_EOVERFLOW (the recursion count would overflow).
+ * caller owns it (whatever the timeout); else blocks up to timeout_ns
+ * (CONCUR_NOWAIT polls). Waiting is not FIFO.
+ * @return 0; CONCUR_ETIMEDOUT (not acquired in time, never before the
+ *         timeout); CONCUR_EINVAL (NULL, negative timeout);
+ *         CONCUR_EOVERFLOW (the recursion count, an unsigned, would
+ *         overflow: nothing changes).
  */
 CONCUR_API CONCUR_NODISCARD int concur_rlock_acquire(concur_rlock *rlock,
                                                      int64_t timeout_ns);
@@ -120,14 +134,18 @@ typedef bool (*concur_predicate_fn)(void *arg);
 CONCUR_API CONCUR_NODISCARD int concur_condition_new(concur_condition **out);
 /**
  * Makes a Condition over an existing Lock, which it does not own: the Lock
- * must outlive the Condition. Errors: CONCUR_EINVAL (NULL), CONCUR_ENOMEM.
+ * must outlive the Condition. Several Conditions may share one lock.
+ * Errors: CONCUR_EINVAL (NULL), CONCUR_ENOMEM.
  */
 CONCUR_API CONCUR_NODISCARD int
 concur_condition_new_with_lock(concur_condition **out, concur_lock *lock);
 /** As concur_condition_new_with_lock, over an existing RLock. */
 CONCUR_API CONCUR_NODISCARD int
 concur_condition_new_with_rlock(concur_condition **out, concur_rlock *rlock);
-/** Frees a Condition (and its own RLock). Aborts if threads wait in it. */
+/**
+ * Frees a Condition (and its own RLock; never a Lock or RLock it was given).
+ * Aborts, naming the misuse, if threads wait in it.
+ */
 CONCUR_API void concur_condition_free(concur_condition *cond);
 /** Acquires the underlying lock: as concur_lock_acquire / concur_rlock_acquire. */
 CONCUR_API CONCUR_NODISCARD int concur_condition_acquire(concur_condition *cond,
@@ -136,8 +154,14 @@ CONCUR_API CONCUR_NODISCARD int concur_condition_acquire(concur_condition *cond,
 CONCUR_API int concur_condition_release(concur_condition *cond);
 /**
  * Waits until notified or timed out; the lock is held again on every return
- * except CONCUR_EINVAL and CONCUR_EPERM, where nothing changed.
- * @return 0 (notified); CONCUR_ETIMEDOUT; CONCUR_EPERM (the caller does not
+ * except CONCUR_EINVAL and CONCUR_EPERM, where nothing changed. The timeout
+ * bounds the wait for a notify; taking the lock back has no deadline (as in
+ * Python), so the call may return after its timeout while others hold the
+ * lock. CONCUR_NOWAIT still releases and retakes the lock once. Spurious
+ * wake-ups and signals never surface.
+ * @return 0 (a notify chose this waiter, even if the timeout also ran out
+ *         before the lock was retaken); CONCUR_ETIMEDOUT (no notify within
+ *         the timeout, never before it); CONCUR_EPERM (the caller does not
  *         hold the lock: for a plain Lock, the Lock is not locked at all);
  *         CONCUR_EINVAL (NULL, negative timeout).
  */
@@ -145,15 +169,21 @@ CONCUR_API CONCUR_NODISCARD int concur_condition_wait(concur_condition *cond,
                                                       int64_t timeout_ns);
 /**
  * Waits until pred(arg) is true, evaluating it with the lock held, first
- * before any wait; the timeout covers the whole call.
+ * before any wait; the timeout covers the whole call (one deadline for all
+ * the waits), and the lock is held on return as for concur_condition_wait.
+ * With CONCUR_NOWAIT it evaluates pred once, without releasing the lock.
  * @return 0 when the predicate's last value was true; CONCUR_ETIMEDOUT when
- *         it was still false at the deadline; CONCUR_EPERM; CONCUR_EINVAL.
+ *         it was still false at the deadline; CONCUR_EPERM (lock not held:
+ *         pred is not called); CONCUR_EINVAL (NULL cond or pred, negative
+ *         timeout).
  */
 CONCUR_API CONCUR_NODISCARD int
 concur_condition_wait_for(concur_condition *cond, concur_predicate_fn pred,
                           void *arg, int64_t timeout_ns);
 /**
- * Wakes up to n waiters, longest-waiting first. The caller must hold the lock.
+ * Wakes up to n waiters, longest-waiting first (0 wakes none). The caller
+ * must hold the lock; the woken waiters return once it is released. Never
+ * blocks.
  * @return 0; CONCUR_EPERM (lock not held); CONCUR_EINVAL (NULL, n < 0).
  */
 CONCUR_API int concur_condition_notify(concur_condition *cond, int n);
@@ -165,7 +195,10 @@ CONCUR_API int concur_condition_notify_all(concur_condition *cond);
 /** @name Semaphore and BoundedSemaphore (threading.Semaphore, BoundedSemaphore)
  * A counter of permits. acquire() takes one, blocking while there is none;
  * release(n) adds n. A bounded semaphore refuses to rise above its initial
- * value.
+ * value. The value never exceeds INT32_MAX.
+ *
+ * Waiting is not FIFO (nor is Python's): a thread arriving while a released
+ * waiter is being scheduled may take the permit first.
  *
  * Happens-before: a release happens-before every acquire that takes a permit
  * it added.
@@ -181,16 +214,23 @@ CONCUR_API CONCUR_NODISCARD int concur_semaphore_new(concur_semaphore **out,
 /** Makes a BoundedSemaphore: as concur_semaphore_new, bounded by value. */
 CONCUR_API CONCUR_NODISCARD int
 concur_semaphore_new_bounded(concur_semaphore **out, int32_t value);
-/** Frees a Semaphore (NULL is a no-op). Aborts if threads are blocked in it. */
+/**
+ * Frees a Semaphore (NULL is a no-op). Aborts, naming the misuse, if threads
+ * are blocked in acquire. A thread whose acquire just returned may free it
+ * even while the releasing thread is still returning from release.
+ */
 CONCUR_API void concur_semaphore_free(concur_semaphore *sem);
 /**
- * Takes one permit, blocking up to timeout_ns while there is none.
- * @return 0; CONCUR_ETIMEDOUT; CONCUR_EINVAL (NULL, negative timeout).
+ * Takes one permit, blocking up to timeout_ns while there is none
+ * (CONCUR_NOWAIT polls). Signals interrupting the wait are absorbed.
+ * @return 0; CONCUR_ETIMEDOUT (no permit in time; never before the
+ *         timeout); CONCUR_EINVAL (NULL, negative timeout).
  */
 CONCUR_API CONCUR_NODISCARD int concur_semaphore_acquire(concur_semaphore *sem,
                                                          int64_t timeout_ns);
 /**
  * Adds n permits (n >= 1) and wakes up to n waiters. Any thread may release.
+ * Never blocks; lock-free.
  * @return 0; CONCUR_EOVERFLOW (bounded: the value would exceed the initial
  *         value, or any: it would exceed INT32_MAX; nothing changes);
  *         CONCUR_EINVAL (NULL, n < 1).
@@ -211,22 +251,34 @@ typedef struct concur_event concur_event;
 
 /** Makes a clear Event. Errors: CONCUR_EINVAL (out NULL), CONCUR_ENOMEM. */
 CONCUR_API CONCUR_NODISCARD int concur_event_new(concur_event **out);
-/** Frees an Event (NULL is a no-op). Aborts if threads wait in it. */
+/**
+ * Frees an Event (NULL is a no-op). Aborts, naming the misuse, if threads
+ * wait in it. A thread whose wait just returned may free it even while the
+ * setting thread is still returning from set.
+ */
 CONCUR_API void concur_event_free(concur_event *event);
 /**
  * Sets the flag and wakes every waiter. Idempotent. A thread already waiting
- * when set() is called returns 0 even if clear() follows at once.
+ * when set() is called returns 0 even if clear() follows at once. Never
+ * blocks; lock-free.
  * @return 0; CONCUR_EINVAL (NULL).
  */
 CONCUR_API int concur_event_set(concur_event *event);
-/** Clears the flag. Idempotent. @return 0; CONCUR_EINVAL (NULL). */
+/**
+ * Clears the flag. Idempotent. Never blocks. Threads that were waiting when
+ * the flag was last set still return 0.
+ * @return 0; CONCUR_EINVAL (NULL).
+ */
 CONCUR_API int concur_event_clear(concur_event *event);
 /** True while the flag is set; false for NULL. */
 CONCUR_API bool concur_event_is_set(concur_event *event);
 /**
  * Blocks until the flag is set, up to timeout_ns (Python's wait returning
- * True is 0 here, False is CONCUR_ETIMEDOUT).
- * @return 0; CONCUR_ETIMEDOUT; CONCUR_EINVAL (NULL, negative timeout).
+ * True is 0 here, False is CONCUR_ETIMEDOUT); returns at once when it is
+ * already set. Signals interrupting the wait are absorbed.
+ * @return 0 (the flag was set while waiting, even if cleared since);
+ *         CONCUR_ETIMEDOUT (never before the timeout); CONCUR_EINVAL (NULL,
+ *         negative timeout).
  */
 CONCUR_API CONCUR_NODISCARD int concur_event_wait(concur_event *event,
                                                   int64_t timeout_ns);
@@ -236,7 +288,14 @@ CONCUR_API CONCUR_NODISCARD int concur_event_wait(concur_event *event,
 /** @name Barrier (threading.Barrier)
  * A cyclic rendezvous of a fixed number of parties. When the last party
  * arrives, the optional action runs once, in that thread, before anyone is
- * released; then the barrier resets for the next generation.
+ * released; then the barrier resets for the next generation. Threads that
+ * arrive while the action runs, or before the released parties have run,
+ * simply form the next generation.
+ *
+ * The action runs without the barrier's internal lock: it may call
+ * n_waiting, broken, abort and reset on its own barrier (an abort or reset
+ * there breaks its generation: every party gets CONCUR_EBROKEN). Calling
+ * wait from the action makes its thread a party of the next generation.
  *
  * Happens-before: everything each party did before wait() happens-before the
  * action, and the action happens-before every party's return from wait().
@@ -258,34 +317,49 @@ CONCUR_API CONCUR_NODISCARD int
 concur_barrier_new(concur_barrier **out, int32_t parties,
                    concur_action_fn action, void *arg,
                    int64_t default_timeout_ns);
-/** Frees a Barrier (NULL is a no-op). Aborts if threads wait in it. */
+/**
+ * Frees a Barrier (NULL is a no-op). Aborts, naming the misuse, if a thread
+ * is blocked in wait or running the action. Parties already released but
+ * still returning from wait are waited for (briefly), so any party may free
+ * the barrier as soon as its own wait returned, once no thread will call it
+ * again.
+ */
 CONCUR_API void concur_barrier_free(concur_barrier *barrier);
 /**
- * Waits for all parties. timeout_ns may be CONCUR_DEFAULT (the barrier's
- * default timeout).
+ * Waits for all parties, blocking up to timeout_ns; timeout_ns may be
+ * CONCUR_DEFAULT (the barrier's default timeout). Once every party has
+ * arrived the timeout no longer applies: the caller waits for the action to
+ * finish (as in Python). Signals interrupting the wait are absorbed.
  * @return the arrival index 0..parties-1 (0 for the first to arrive,
  *         parties-1 for the last, the one that runs the action, as in
- *         Python); CONCUR_ETIMEDOUT (this
- *         caller's timeout ran out: the barrier is now broken);
- *         CONCUR_EBROKEN (the barrier is or became broken: an abort, a reset
- *         during the wait, another party's timeout, or a failing action);
+ *         Python); CONCUR_ETIMEDOUT (this caller's timeout ran out before
+ *         all arrived: the barrier is now broken, the others get
+ *         CONCUR_EBROKEN); CONCUR_EBROKEN (the barrier is or became broken:
+ *         an abort, a reset during the wait, another party's timeout, or a
+ *         nonzero action, which the action's own thread also gets);
  *         CONCUR_EINVAL (NULL, negative timeout other than CONCUR_DEFAULT).
  */
 CONCUR_API CONCUR_NODISCARD int concur_barrier_wait(concur_barrier *barrier,
                                                     int64_t timeout_ns);
 /**
- * Returns the barrier to its initial state; threads waiting in it return
- * CONCUR_EBROKEN. @return 0; CONCUR_EINVAL (NULL).
+ * Returns the barrier to its initial state, unbroken with nobody waiting;
+ * threads waiting in it (and a generation whose action is running) return
+ * CONCUR_EBROKEN. Never blocks beyond the internal lock.
+ * @return 0; CONCUR_EINVAL (NULL).
  */
 CONCUR_API int concur_barrier_reset(concur_barrier *barrier);
 /**
- * Breaks the barrier: current and later waiters return CONCUR_EBROKEN until
- * reset. @return 0; CONCUR_EINVAL (NULL).
+ * Breaks the barrier: current waiters (and a generation whose action is
+ * running) and later callers return CONCUR_EBROKEN until reset. Idempotent.
+ * @return 0; CONCUR_EINVAL (NULL).
  */
 CONCUR_API int concur_barrier_abort(concur_barrier *barrier);
 /** The number of parties; 0 for NULL. */
 CONCUR_API int32_t concur_barrier_parties(concur_barrier *barrier);
-/** The number of threads waiting now (a snapshot); 0 for NULL. */
+/**
+ * The number of threads waiting in the current, still-filling generation (a
+ * snapshot); 0 for NULL.
+ */
 CONCUR_API int32_t concur_barrier_n_waiting(concur_barrier *barrier);
 /** True while the barrier is broken; false for NULL. */
 CONCUR_API bool concur_barrier_broken(concur_barrier *barrier);

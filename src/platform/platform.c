@@ -414,7 +414,9 @@ static bool fault_hit(concur__fault_kind kind) {
          atomic_load_explicit(&fault_persistent[kind], memory_order_relaxed);
 }
 
-#define PARKED_SLOTS 1024
+/* Keys are never removed (a lookup may race with a removal); under ASan
+ * freed addresses are not reused, so size for tens of thousands of objects. */
+#define PARKED_SLOTS 65536
 
 typedef struct parked_slot {
   _Atomic(const void *) key;

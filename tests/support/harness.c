@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int count_entries(const char *path) {
@@ -74,14 +75,57 @@ int harness_fd_count(void) { return count_entries("/proc/self/fd"); }
 static int baseline_threads;
 static int baseline_fds;
 
-static void *nothing(void *arg) { return arg; }
+static void *record_tid(void *arg) {
+  *(pid_t *)arg = (pid_t)syscall(SYS_gettid);
+  return NULL;
+}
+
+/*
+ * Waits, bounded, for a condition on /proc that no kernel event announces:
+ * yields first (the usual case takes microseconds), then 1 ms naps up to
+ * 200 ms in all for a loaded machine. This is the harness's only timed wait
+ * on a condition and it never decides a test's outcome alone: the caller
+ * re-checks and reports.
+ */
+static bool settle(bool (*done)(void *), void *arg) {
+  for (int i = 0; i < 1000; i++) {
+    if (done(arg)) {
+      return true;
+    }
+    sched_yield();
+  }
+  for (int i = 0; i < 200; i++) {
+    if (done(arg)) {
+      return true;
+    }
+    nanosleep(&(struct timespec){0, 1000000}, NULL);
+  }
+  return done(arg);
+}
+
+static bool task_gone(pid_t tid) {
+  char name[32];
+  snprintf(name, sizeof name, "%d", (int)tid);
+  return !task_is_live(name);
+}
+
+static bool tid_gone(void *arg) { return task_gone(*(pid_t *)arg); }
+
+static bool threads_back(void *arg) {
+  (void)arg;
+  return harness_thread_count() <= baseline_threads;
+}
 
 static void leak_setup(void) {
   /* Sanitizer runtimes start a helper thread of their own at the first
-   * pthread_create; start and join one thread so the baseline includes it. */
+   * pthread_create; start and join one thread so the baseline includes it,
+   * and let that thread leave the kernel's list (bounded yields) so the
+   * baseline does not count it. */
   pthread_t t;
-  if (pthread_create(&t, NULL, nothing, NULL) == 0) {
+  pid_t tid = 0;
+  if (pthread_create(&t, NULL, record_tid, &tid) == 0) {
     pthread_join(t, NULL);
+    (void)settle(tid_gone, &tid);
   }
   baseline_threads = harness_thread_count();
   baseline_fds = harness_fd_count();
@@ -89,12 +133,9 @@ static void leak_setup(void) {
 
 static void leak_teardown(void) {
   /* An exiting thread may still be on its way out of the kernel after its
-   * joiner returned; give it a bounded number of yields, never a sleep. */
+   * joiner returned. */
+  (void)settle(threads_back, NULL);
   int threads = harness_thread_count();
-  for (int i = 0; i < 1000 && threads > baseline_threads; i++) {
-    sched_yield();
-    threads = harness_thread_count();
-  }
   int fds = harness_fd_count();
   ck_assert_msg(threads == baseline_threads,
                 "the case left threads behind: %d before, %d after",
