@@ -121,7 +121,7 @@ typedef struct park_bucket {
 static park_bucket park_table[PARK_BUCKETS];
 static pthread_once_t park_once = PTHREAD_ONCE_INIT;
 
-static void park_init(void) {
+static void park_init_buckets(void) {
   for (size_t i = 0; i < PARK_BUCKETS; i++) {
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -130,6 +130,18 @@ static void park_init(void) {
     pthread_cond_init(&park_table[i].cond, &attr);
     pthread_condattr_destroy(&attr);
   }
+}
+
+/*
+ * In a forked child the buckets may hold the parent's vanished waiters (a
+ * broadcast would then wait for them forever) or a mutex locked by a thread
+ * that does not exist: start the child with fresh buckets. No prepare
+ * handler locks them, since other modules' prepare handlers take
+ * concur__mutex, which parks in these very buckets.
+ */
+static void park_init(void) {
+  park_init_buckets();
+  pthread_atfork(NULL, NULL, park_init_buckets);
 }
 
 static park_bucket *bucket_of(const void *addr) {
