@@ -122,6 +122,10 @@ CONCUR_API bool concur_rlock_locked(concur_rlock *rlock);
  * timed out, and re-acquires it (restoring the level) before returning.
  * notify() wakes waiters in the order they started waiting.
  *
+ * Over a plain Lock, which has no owner, "the caller holds the lock" can
+ * only be checked as "the Lock is locked": calling wait or notify while
+ * another thread holds it is a data race the library cannot report.
+ *
  * Happens-before: actions of a thread before notify(), and before it
  * releases the lock, happen-before the return of the waiters it wakes.
  * @{ */
