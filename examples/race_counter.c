@@ -22,12 +22,16 @@ enum { THREADS = 3, INCREMENTS = 100000 };
 
 typedef struct shared {
   _Atomic long counter;
-  concur_lock *lock; /* NULL: no protection */
+  concur_lock *lock;     /* NULL: no protection */
+  concur_barrier *start; /* lines the threads up so their loops overlap */
 } shared;
 
 static int add_many(void *arg, void **result) {
   (void)result;
   shared *s = arg;
+  if (concur_barrier_wait(s->start, CONCUR_FOREVER) < 0) {
+    return 1;
+  }
   for (int i = 0; i < INCREMENTS; i++) {
     if (s->lock != NULL && concur_lock_acquire(s->lock, CONCUR_FOREVER) != 0) {
       return 1;
@@ -41,24 +45,26 @@ static int add_many(void *arg, void **result) {
   return 0;
 }
 
+static void check(int rc, const char *what) {
+  if (rc != 0) {
+    fprintf(stderr, "%s: %s\n", what, concur_strerror(rc));
+    exit(1);
+  }
+}
+
 static long run(concur_lock *lock) {
-  shared s = {0, lock};
+  shared s = {0, lock, NULL};
+  check(concur_barrier_new(&s.start, THREADS, NULL, NULL, CONCUR_FOREVER),
+        "barrier");
   concur_thread *threads[THREADS];
   for (int i = 0; i < THREADS; i++) {
-    int rc = concur_thread_run(&threads[i], add_many, &s, NULL);
-    if (rc != 0) {
-      fprintf(stderr, "thread start: %s\n", concur_strerror(rc));
-      exit(1);
-    }
+    check(concur_thread_run(&threads[i], add_many, &s, NULL), "thread start");
   }
   for (int i = 0; i < THREADS; i++) {
-    int rc = concur_thread_join(threads[i], CONCUR_FOREVER, NULL);
-    if (rc != 0) {
-      fprintf(stderr, "thread join: %s\n", concur_strerror(rc));
-      exit(1);
-    }
+    check(concur_thread_join(threads[i], CONCUR_FOREVER, NULL), "thread join");
     concur_thread_free(threads[i]);
   }
+  concur_barrier_free(s.start);
   return atomic_load(&s.counter);
 }
 
@@ -72,11 +78,7 @@ int main(void) {
          expected - unlocked);
 
   concur_lock *lock = NULL;
-  int rc = concur_lock_new(&lock);
-  if (rc != 0) {
-    fprintf(stderr, "lock: %s\n", concur_strerror(rc));
-    return 1;
-  }
+  check(concur_lock_new(&lock), "lock");
   long locked = run(lock);
   concur_lock_free(lock);
   printf("  with a Lock:    %7ld  (%s)\n", locked,
