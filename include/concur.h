@@ -7,6 +7,7 @@
 
 #include "concur/base.h"
 #include "concur/future.h"
+#include "concur/queue.h"
 #include "concur/sync.h"
 #include "concur/thread.h"
 
