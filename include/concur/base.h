@@ -26,7 +26,8 @@
 extern "C" {
 #endif
 
-/** Marks a function as part of the public ABI (symbols are hidden otherwise). */
+/** Marks a function as part of the public ABI (symbols are hidden otherwise).
+ */
 #if defined(CONCUR_STATIC)
 #define CONCUR_API
 #elif defined(__GNUC__)
@@ -45,7 +46,8 @@ extern "C" {
 #define CONCUR_VERSION_MAJOR 0
 #define CONCUR_VERSION_MINOR 1
 #define CONCUR_VERSION_PATCH 0
-/** The version as one comparable number: major * 10000 + minor * 100 + patch. */
+/** The version as one comparable number: major * 10000 + minor * 100 + patch.
+ */
 #define CONCUR_VERSION_HEX                                                     \
   (CONCUR_VERSION_MAJOR * 10000 + CONCUR_VERSION_MINOR * 100 +                 \
    CONCUR_VERSION_PATCH)

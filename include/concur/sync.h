@@ -134,7 +134,8 @@ typedef struct concur_condition concur_condition;
 /** A predicate for concur_condition_wait_for: true when the wait is over. */
 typedef bool (*concur_predicate_fn)(void *arg);
 
-/** Makes a Condition with its own new RLock. Errors: CONCUR_EINVAL, CONCUR_ENOMEM. */
+/** Makes a Condition with its own new RLock. Errors: CONCUR_EINVAL,
+ * CONCUR_ENOMEM. */
 CONCUR_API CONCUR_NODISCARD int concur_condition_new(concur_condition **out);
 /**
  * Makes a Condition over an existing Lock, which it does not own: the Lock
@@ -151,10 +152,12 @@ concur_condition_new_with_rlock(concur_condition **out, concur_rlock *rlock);
  * Aborts, naming the misuse, if threads wait in it.
  */
 CONCUR_API void concur_condition_free(concur_condition *cond);
-/** Acquires the underlying lock: as concur_lock_acquire / concur_rlock_acquire. */
+/** Acquires the underlying lock: as concur_lock_acquire / concur_rlock_acquire.
+ */
 CONCUR_API CONCUR_NODISCARD int concur_condition_acquire(concur_condition *cond,
                                                          int64_t timeout_ns);
-/** Releases the underlying lock: as concur_lock_release / concur_rlock_release. */
+/** Releases the underlying lock: as concur_lock_release / concur_rlock_release.
+ */
 CONCUR_API int concur_condition_release(concur_condition *cond);
 /**
  * Waits until notified or timed out; the lock is held again on every return
@@ -312,15 +315,18 @@ typedef int (*concur_action_fn)(void *arg);
 /**
  * Makes a Barrier.
  * @param parties           threads that must arrive (>= 1).
- * @param action            run by the last arrival of each generation; may be NULL.
+ * @param action            run by the last arrival of each generation; may be
+ * NULL.
  * @param arg               passed to action.
- * @param default_timeout_ns used by waits given CONCUR_DEFAULT; CONCUR_FOREVER for none.
- * Errors: CONCUR_EINVAL (out NULL, parties < 1, negative default), CONCUR_ENOMEM.
+ * @param default_timeout_ns used by waits given CONCUR_DEFAULT; CONCUR_FOREVER
+ * for none. Errors: CONCUR_EINVAL (out NULL, parties < 1, negative default),
+ * CONCUR_ENOMEM.
  */
-CONCUR_API CONCUR_NODISCARD int
-concur_barrier_new(concur_barrier **out, int32_t parties,
-                   concur_action_fn action, void *arg,
-                   int64_t default_timeout_ns);
+CONCUR_API CONCUR_NODISCARD int concur_barrier_new(concur_barrier **out,
+                                                   int32_t parties,
+                                                   concur_action_fn action,
+                                                   void *arg,
+                                                   int64_t default_timeout_ns);
 /**
  * Frees a Barrier (NULL is a no-op). Aborts, naming the misuse, if a thread
  * is blocked in wait or running the action. Parties already released but

@@ -40,6 +40,10 @@ const char *concur_err_name(int code) {
   }
 }
 
-const char *concur_version(void) { return CONCUR_VERSION_STRING; }
+const char *concur_version(void) {
+  return CONCUR_VERSION_STRING;
+}
 
-int concur_version_hex(void) { return CONCUR_VERSION_HEX; }
+int concur_version_hex(void) {
+  return CONCUR_VERSION_HEX;
+}

@@ -49,7 +49,8 @@ static void parked_add(const void *key, int delta);
 static bool fault_hit(concur__fault_kind kind);
 #endif
 
-/* ---- time ------------------------------------------------------------------ */
+/* ---- time ------------------------------------------------------------------
+ */
 
 int64_t concur__now_ns(void) {
   struct timespec ts;
@@ -57,8 +58,7 @@ int64_t concur__now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-int concur__deadline_from_timeout(int64_t timeout_ns,
-                                  concur__deadline *out) {
+int concur__deadline_from_timeout(int64_t timeout_ns, concur__deadline *out) {
   if (timeout_ns < 0) {
     return CONCUR_EINVAL;
   }
@@ -83,7 +83,8 @@ static struct timespec to_timespec(concur__deadline deadline) {
   return ts;
 }
 
-/* ---- parking ---------------------------------------------------------------- */
+/* ---- parking ----------------------------------------------------------------
+ */
 
 #if USE_FUTEX
 
@@ -105,8 +106,8 @@ static int park_os(_Atomic uint32_t *word, uint32_t expected,
 }
 
 void concur__unpark(_Atomic uint32_t *word, int32_t n) {
-  syscall(SYS_futex, (uint32_t *)(uintptr_t)word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL,
-          NULL, 0);
+  syscall(SYS_futex, (uint32_t *)(uintptr_t)word,
+          FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n, NULL, NULL, 0);
 }
 
 #else /* condvar fallback */
@@ -208,7 +209,8 @@ int concur__park(_Atomic uint32_t *word, uint32_t expected,
   return rc;
 }
 
-/* ---- the internal mutex ------------------------------------------------------ */
+/* ---- the internal mutex
+ * ------------------------------------------------------ */
 
 /* About one futex round trip on current x86 machines. */
 #define MUTEX_SPINS 100
@@ -259,7 +261,8 @@ bool concur__mutex_unlock(concur__mutex *m) {
   return prev != 0;
 }
 
-/* ---- memory ------------------------------------------------------------------- */
+/* ---- memory
+ * ------------------------------------------------------------------- */
 
 void *concur__malloc(size_t size) {
 #ifdef CONCUR_TESTING
@@ -279,9 +282,12 @@ void *concur__calloc(size_t count, size_t size) {
   return calloc(count, size);
 }
 
-void concur__free(void *ptr) { free(ptr); }
+void concur__free(void *ptr) {
+  free(ptr);
+}
 
-/* ---- threads -------------------------------------------------------------------- */
+/* ---- threads
+ * -------------------------------------------------------------------- */
 
 int concur__thread_spawn(pthread_t *out, size_t stack_size, bool block_signals,
                          void *(*fn)(void *), void *arg) {
@@ -376,7 +382,8 @@ int concur__cpu_count(void) {
   return n > 0 ? (int)n : 1;
 }
 
-/* ---- failure --------------------------------------------------------------------- */
+/* ---- failure
+ * --------------------------------------------------------------------- */
 
 void concur__panic(const char *fmt, ...) {
   va_list ap;
@@ -388,7 +395,8 @@ void concur__panic(const char *fmt, ...) {
   abort();
 }
 
-/* ---- test hooks --------------------------------------------------------------------- */
+/* ---- test hooks
+ * --------------------------------------------------------------------- */
 
 #ifdef CONCUR_TESTING
 
@@ -412,9 +420,9 @@ long concur__fault_calls(concur__fault_kind kind) {
 }
 
 static bool fault_hit(concur__fault_kind kind) {
-  long call = atomic_fetch_add_explicit(&fault_count[kind], 1,
-                                        memory_order_relaxed) +
-              1;
+  long call =
+      atomic_fetch_add_explicit(&fault_count[kind], 1, memory_order_relaxed) +
+      1;
   long nth = atomic_load_explicit(&fault_nth[kind], memory_order_relaxed);
   if (nth <= 0) {
     return false;
@@ -471,7 +479,8 @@ static void parked_add(const void *key, int delta) {
 
 size_t concur__test_parked(const void *key) {
   parked_slot *s = parked_find(key, false);
-  long n = s == NULL ? 0 : atomic_load_explicit(&s->count, memory_order_relaxed);
+  long n =
+      s == NULL ? 0 : atomic_load_explicit(&s->count, memory_order_relaxed);
   return n < 0 ? 0 : (size_t)n;
 }
 

@@ -49,7 +49,8 @@ int concur__deadline_from_timeout(int64_t timeout_ns, concur__deadline *out);
 /** True once the deadline has passed. Never true for CONCUR__NO_DEADLINE. */
 bool concur__deadline_passed(concur__deadline deadline);
 
-/* ---- parking --------------------------------------------------------------- */
+/* ---- parking ---------------------------------------------------------------
+ */
 
 /**
  * Blocks while *word == expected, until woken, the deadline passes, or a
@@ -78,13 +79,15 @@ static inline void concur__cpu_relax(void) {
 #endif
 }
 
-/* ---- the library's internal mutex ----------------------------------------- */
+/* ---- the library's internal mutex -----------------------------------------
+ */
 
 /* 0: unlocked, 1: locked, 2: locked and maybe contended. */
 typedef struct concur__mutex {
   _Atomic uint32_t state; /* atomic */
 } concur__mutex;
-#define CONCUR__MUTEX_INIT {0}
+#define CONCUR__MUTEX_INIT                                                     \
+  { 0 }
 
 /** Locks, blocking without a deadline. */
 void concur__mutex_lock(concur__mutex *m, const void *key);
@@ -109,13 +112,15 @@ static inline bool concur__mutex_is_locked(concur__mutex *m) {
   return atomic_load_explicit(&m->state, memory_order_relaxed) != 0;
 }
 
-/* ---- memory, with the fault seam ------------------------------------------ */
+/* ---- memory, with the fault seam ------------------------------------------
+ */
 
 void *concur__malloc(size_t size);
 void *concur__calloc(size_t count, size_t size);
 void concur__free(void *ptr);
 
-/* ---- threads --------------------------------------------------------------- */
+/* ---- threads ---------------------------------------------------------------
+ */
 
 /**
  * Starts a joinable OS thread. stack_size 0 means the platform default.
@@ -127,7 +132,8 @@ void concur__free(void *ptr);
 int concur__thread_spawn(pthread_t *out, size_t stack_size, bool block_signals,
                          void *(*fn)(void *), void *arg);
 
-/** Applies a name to an OS thread, truncated to what the OS keeps (15 bytes on Linux). */
+/** Applies a name to an OS thread, truncated to what the OS keeps (15 bytes on
+ * Linux). */
 void concur__thread_set_os_name(pthread_t thread, const char *name);
 
 /** Reads an OS thread's name into buf (always NUL-terminated when len > 0). */
@@ -139,7 +145,8 @@ uint64_t concur__native_id(void);
 /** The number of CPUs this process may run on (at least 1). */
 int concur__cpu_count(void);
 
-/* ---- failure ---------------------------------------------------------------- */
+/* ---- failure ----------------------------------------------------------------
+ */
 
 /** Prints "concur: fatal: <message>" to stderr and aborts: for misuse only. */
 _Noreturn void concur__panic(const char *fmt, ...)

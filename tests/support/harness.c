@@ -5,15 +5,15 @@
 #include "harness.h"
 
 #include <dirent.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
-#include <string.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+#include <string.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 static int count_entries(const char *path) {
@@ -67,10 +67,14 @@ static int count_live_threads(void) {
   return n;
 }
 
-int harness_thread_count(void) { return count_live_threads(); }
+int harness_thread_count(void) {
+  return count_live_threads();
+}
 
 /* The count includes the fd opendir itself holds while reading. */
-int harness_fd_count(void) { return count_entries("/proc/self/fd"); }
+int harness_fd_count(void) {
+  return count_entries("/proc/self/fd");
+}
 
 static int baseline_threads;
 static int baseline_fds;
@@ -109,7 +113,9 @@ static bool task_gone(pid_t tid) {
   return !task_is_live(name);
 }
 
-static bool tid_gone(void *arg) { return task_gone(*(pid_t *)arg); }
+static bool tid_gone(void *arg) {
+  return task_gone(*(pid_t *)arg);
+}
 
 static bool threads_back(void *arg) {
   (void)arg;
@@ -140,8 +146,9 @@ static void leak_teardown(void) {
   ck_assert_msg(threads == baseline_threads,
                 "the case left threads behind: %d before, %d after",
                 baseline_threads, threads);
-  ck_assert_msg(fds == baseline_fds, "the case left fds behind: %d before, %d after",
-                baseline_fds, fds);
+  ck_assert_msg(fds == baseline_fds,
+                "the case left fds behind: %d before, %d after", baseline_fds,
+                fds);
 }
 
 TCase *harness_tcase(const char *name, double timeout_s) {
@@ -160,9 +167,13 @@ static long env_long(const char *name, long fallback) {
   return v > 0 ? v : fallback;
 }
 
-int64_t harness_slack(void) { return env_long("CONCUR_TEST_SLACK", 1); }
+int64_t harness_slack(void) {
+  return env_long("CONCUR_TEST_SLACK", 1);
+}
 
-long harness_scale(void) { return env_long("CONCUR_TEST_SCALE", 1); }
+long harness_scale(void) {
+  return env_long("CONCUR_TEST_SCALE", 1);
+}
 
 int64_t harness_now_ns(void) {
   struct timespec ts;
@@ -172,7 +183,9 @@ int64_t harness_now_ns(void) {
 
 static uint64_t the_seed;
 
-uint64_t harness_seed(void) { return the_seed; }
+uint64_t harness_seed(void) {
+  return the_seed;
+}
 
 uint64_t harness_rand(uint64_t *state) {
   uint64_t x = *state;

@@ -172,13 +172,17 @@ START_TEST(fault_seam_fails_the_nth_call) {
   concur__free(c);
   concur__fault_arm(CONCUR__FAULT_THREAD, 1, 1);
   pthread_t t;
-  ck_assert_rc(concur__thread_spawn(&t, 0, true, count_up, NULL), CONCUR_EAGAIN);
-  ck_assert_rc(concur__thread_spawn(&t, 0, true, count_up, NULL), CONCUR_EAGAIN);
+  ck_assert_rc(concur__thread_spawn(&t, 0, true, count_up, NULL),
+               CONCUR_EAGAIN);
+  ck_assert_rc(concur__thread_spawn(&t, 0, true, count_up, NULL),
+               CONCUR_EAGAIN);
   concur__fault_arm(CONCUR__FAULT_THREAD, 0, 0);
 }
 END_TEST
 
-START_TEST(cpu_count_is_positive) { ck_assert_int_ge(concur__cpu_count(), 1); }
+START_TEST(cpu_count_is_positive) {
+  ck_assert_int_ge(concur__cpu_count(), 1);
+}
 END_TEST
 
 Suite *concur_test_suite(void) {
