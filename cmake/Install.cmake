@@ -19,6 +19,10 @@ install(FILES ${PROJECT_BINARY_DIR}/concurConfig.cmake
   ${PROJECT_BINARY_DIR}/concurConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/concur)
 
+# The .pc file finds its prefix relative to itself, so an installed tree
+# can be moved (and `cmake --install --prefix` works).
+file(RELATIVE_PATH CONCUR_PC_TO_PREFIX
+  /prefix/${CMAKE_INSTALL_LIBDIR}/pkgconfig /prefix)
 configure_file(cmake/concur.pc.in ${PROJECT_BINARY_DIR}/concur.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/concur.pc
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
