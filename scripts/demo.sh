@@ -7,3 +7,5 @@ cmake --preset release >/dev/null
 cmake --build --preset release
 echo
 build/release/examples/race_counter
+echo
+build/release/examples/homework
