@@ -7,7 +7,8 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config check libsubunit-dev
   clang clang-format libclang-rt-14-dev faketime libfaketime)
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(libglib2.0-dev libck-dev libconcurrentqueue-dev g++)
+  packages+=(libglib2.0-dev libck-dev libconcurrentqueue-dev g++ libtbb-dev
+    cthreadpool-dev libpthreadpool-dev python3)
 fi
 
 missing=()

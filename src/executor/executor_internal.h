@@ -3,10 +3,10 @@
  *
  * Design
  * - concur_executor is a header that a backend embeds as the first member of
- *   its own struct; `ops` says which backend it is. The public concur_executor_*
- *   calls check their arguments, then dispatch through the table, so argument
- *   checking lives in one place (src/executor/executor.c) and a backend sees
- *   only valid input.
+ *   its own struct; `ops` says which backend it is. The public
+ * concur_executor_* calls check their arguments, then dispatch through the
+ * table, so argument checking lives in one place (src/executor/executor.c) and
+ * a backend sees only valid input.
  * - A task reaches a backend as a concur__task_record. Besides the user's
  *   (fn, arg, cleanup) it carries an optional completion hook, on_done, that
  *   floor-4 algorithms (task groups, map) use to learn that a task reached a
@@ -25,9 +25,9 @@
 
 /** What a task ended as, for on_done. */
 typedef enum concur__outcome {
-  CONCUR__OUTCOME_OK,        /* ran and returned 0 */
-  CONCUR__OUTCOME_FAILED,    /* ran and returned nonzero */
-  CONCUR__OUTCOME_CANCELLED  /* never ran: cancelled, dropped or handed back */
+  CONCUR__OUTCOME_OK,       /* ran and returned 0 */
+  CONCUR__OUTCOME_FAILED,   /* ran and returned nonzero */
+  CONCUR__OUTCOME_CANCELLED /* never ran: cancelled, dropped or handed back */
 } concur__outcome;
 
 typedef struct concur__task_record {
