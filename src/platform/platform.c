@@ -45,6 +45,7 @@
 
 #ifdef CONCUR_TESTING
 #include "testing.h"
+static _Atomic uint32_t parked_generation;
 static void parked_add(const void *key, int delta);
 static bool fault_hit(concur__fault_kind kind);
 #endif
@@ -119,11 +120,18 @@ typedef struct park_bucket {
   pthread_cond_t cond;
 } park_bucket;
 
-static park_bucket park_table[PARK_BUCKETS];
+/*
+ * One bucket more than the hash spreads over: test builds give the word that
+ * announces parked-count changes (parked_generation) a bucket of its own.
+ * Sharing one would make every park broadcast to the threads parked there,
+ * which would wake, leave, park again and announce again: a feedback loop
+ * in which a test waiting for k parked threads might never see k.
+ */
+static park_bucket park_table[PARK_BUCKETS + 1];
 static pthread_once_t park_once = PTHREAD_ONCE_INIT;
 
 static void park_init_buckets(void) {
-  for (size_t i = 0; i < PARK_BUCKETS; i++) {
+  for (size_t i = 0; i < PARK_BUCKETS + 1; i++) {
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -146,6 +154,11 @@ static void park_init(void) {
 }
 
 static park_bucket *bucket_of(const void *addr) {
+#ifdef CONCUR_TESTING
+  if (addr == (const void *)(uintptr_t)&parked_generation) {
+    return &park_table[PARK_BUCKETS];
+  }
+#endif
   uintptr_t h = (uintptr_t)addr;
   h ^= h >> 17;
   h *= (uintptr_t)0x9E3779B97F4A7C15u;
@@ -444,7 +457,6 @@ typedef struct parked_slot {
 } parked_slot;
 
 static parked_slot parked_table[PARKED_SLOTS];
-static _Atomic uint32_t parked_generation;
 
 static parked_slot *parked_find(const void *key, bool insert) {
   uintptr_t h = ((uintptr_t)key >> 4) * (uintptr_t)0x9E3779B97F4A7C15u;
