@@ -268,30 +268,9 @@ START_TEST(once_and_thread_functions_need_no_allocation) {
 }
 END_TEST
 
-/*
- * The kernel lists a joined thread in /proc for a moment after pthread_join
- * returns. This fixture's teardown runs before the harness's (Check runs
- * teardowns in reverse order) and waits, bounded, for the count to settle,
- * so the harness's leak check sees only threads really left behind.
- */
-static int settle_baseline;
-
-static void settle_setup(void) {
-  settle_baseline = harness_thread_count();
-}
-
-static void settle_teardown(void) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() > settle_baseline && harness_now_ns() < end) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-}
-
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("thread_fault");
   TCase *tc = harness_tcase("thread_fault", 30);
-  tcase_add_checked_fixture(tc, settle_setup, settle_teardown);
   tcase_add_test(tc, thread_new_fails_cleanly_at_every_allocation);
   tcase_add_test(tc, thread_start_allocates_nothing_that_can_fail);
   tcase_add_test(tc, THR_07_thread_start_creation_failure_then_start_again);

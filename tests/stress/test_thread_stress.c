@@ -11,18 +11,6 @@
 #include <stdlib.h>
 #include <time.h>
 
-static bool await_thread_count(int n) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() != n) {
-    if (harness_now_ns() > end) {
-      return false;
-    }
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-  return true;
-}
-
 static uint64_t seeded(uint64_t salt) {
   uint64_t s = harness_seed() ^ (salt * 0x9E3779B97F4A7C15ULL);
   return s != 0 ? s : 1;
@@ -126,7 +114,7 @@ START_TEST(thread_stress_start_join_free_cycles) {
       concur_thread_free(t[i]);
     }
   }
-  ck_assert(await_thread_count(threads));
+  ck_assert(harness_await_thread_count(threads));
   ck_assert_int_eq(concur_thread_active_count(), active);
   ck_assert_int_eq(atomic_load(&runs), started);
   ck_assert_int_eq(atomic_load(&failures_hooked), failing);
@@ -362,30 +350,9 @@ START_TEST(once_stress_racing_callers) {
 }
 END_TEST
 
-/*
- * The kernel lists a joined thread in /proc for a moment after pthread_join
- * returns. This fixture's teardown runs before the harness's (Check runs
- * teardowns in reverse order) and waits, bounded, for the count to settle,
- * so the harness's leak check sees only threads really left behind.
- */
-static int settle_baseline;
-
-static void settle_setup(void) {
-  settle_baseline = harness_thread_count();
-}
-
-static void settle_teardown(void) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() > settle_baseline && harness_now_ns() < end) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-}
-
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("thread_stress");
   TCase *tc = harness_tcase("thread_stress", 120);
-  tcase_add_checked_fixture(tc, settle_setup, settle_teardown);
   tcase_add_test(tc, thread_stress_start_join_free_cycles);
   tcase_add_test(tc, thread_stress_many_joiners_with_random_timeouts);
   tcase_add_test(tc, thread_stress_renames_race_with_start_and_end);

@@ -87,9 +87,9 @@ static void *record_tid(void *arg) {
 /*
  * Waits, bounded, for a condition on /proc that no kernel event announces:
  * yields first (the usual case takes microseconds), then 1 ms naps up to
- * 200 ms in all for a loaded machine. This is the harness's only timed wait
- * on a condition and it never decides a test's outcome alone: the caller
- * re-checks and reports.
+ * HARNESS_LONG_NS for a loaded or sanitized run. Only a failing case ever
+ * waits that long. This is the harness's only timed wait on a condition and
+ * it never decides a test's outcome alone: the caller re-checks and reports.
  */
 static bool settle(bool (*done)(void *), void *arg) {
   for (int i = 0; i < 1000; i++) {
@@ -98,13 +98,33 @@ static bool settle(bool (*done)(void *), void *arg) {
     }
     sched_yield();
   }
-  for (int i = 0; i < 200; i++) {
-    if (done(arg)) {
-      return true;
+  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
+  while (!done(arg)) {
+    if (harness_now_ns() > end) {
+      return false;
     }
     nanosleep(&(struct timespec){0, 1000000}, NULL);
   }
-  return done(arg);
+  return true;
+}
+
+static bool count_is(void *arg) {
+  return harness_thread_count() == *(int *)arg;
+}
+
+bool harness_await_thread_count(int n) {
+  return settle(count_is, &n);
+}
+
+void harness_gate_wait(harness_gate *g) {
+  while (atomic_load(&g->open) == 0) {
+    (void)concur__park(&g->open, 0, CONCUR__NO_DEADLINE, g);
+  }
+}
+
+void harness_gate_open(harness_gate *g) {
+  atomic_store(&g->open, 1);
+  concur__unpark(&g->open, INT32_MAX);
 }
 
 static bool task_gone(pid_t tid) {

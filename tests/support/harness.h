@@ -14,6 +14,8 @@
 #define CONCUR_TEST_HARNESS_H
 
 #include <check.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "concur.h"
@@ -53,6 +55,24 @@ int harness_thread_count(void);
 
 /** Open fds in this process now (from /proc/self/fd). */
 int harness_fd_count(void);
+
+/**
+ * Waits, bounded by HARNESS_LONG_NS, until the process has exactly n
+ * threads: for detached threads, whose OS thread gives no notice when it is
+ * gone. Returns false if the count never got there.
+ */
+bool harness_await_thread_count(int n);
+
+/** A one-shot gate that threads park on (key = the gate) until it opens. */
+typedef struct harness_gate {
+  _Atomic uint32_t open;
+} harness_gate;
+
+/** Blocks until the gate is open. */
+void harness_gate_wait(harness_gate *g);
+
+/** Opens the gate and wakes every thread waiting at it. */
+void harness_gate_open(harness_gate *g);
 
 /**
  * Asserts that a timed wait that should have timed out took at least

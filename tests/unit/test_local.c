@@ -8,21 +8,6 @@
 #include <stdint.h>
 #include <time.h>
 
-typedef struct gate {
-  _Atomic uint32_t open;
-} gate;
-
-static void gate_wait(gate *g) {
-  while (atomic_load(&g->open) == 0) {
-    (void)concur__park(&g->open, 0, CONCUR__NO_DEADLINE, g);
-  }
-}
-
-static void gate_open(gate *g) {
-  atomic_store(&g->open, 1);
-  concur__unpark(&g->open, INT32_MAX);
-}
-
 /* Destructor calls, recorded by value. */
 static _Atomic int destroyed;
 static _Atomic intptr_t destroyed_sum;
@@ -57,7 +42,7 @@ END_TEST
 
 typedef struct per_thread {
   concur_local *local;
-  gate *all_set;
+  harness_gate *all_set;
   _Atomic int *set_count;
   intptr_t mine;
   void *initial;
@@ -72,7 +57,7 @@ static int set_and_check(void *arg, void **result) {
   p->set_rc = concur_local_set(p->local, (void *)p->mine);
   atomic_fetch_add(p->set_count, 1);
   /* Wait until every thread has set its own value, then read ours. */
-  gate_wait(p->all_set);
+  harness_gate_wait(p->all_set);
   p->seen_after = concur_local_get(p->local);
   return 0;
 }
@@ -83,7 +68,7 @@ START_TEST(local_each_thread_sees_only_its_own_value) {
   ck_assert_rc(concur_local_new(&l, NULL), 0);
   int mine;
   ck_assert_rc(concur_local_set(l, &mine), 0);
-  gate all_set = {0};
+  harness_gate all_set = {0};
   _Atomic int set_count = 0;
   per_thread p[N];
   concur_thread *t[N];
@@ -93,7 +78,7 @@ START_TEST(local_each_thread_sees_only_its_own_value) {
   }
   ck_assert_rc(concur__test_await_parked(&all_set, N, HARNESS_LONG_NS), 0);
   ck_assert_int_eq(atomic_load(&set_count), N);
-  gate_open(&all_set);
+  harness_gate_open(&all_set);
   for (int i = 0; i < N; i++) {
     ck_assert_rc(concur_thread_join(t[i], CONCUR_FOREVER, NULL), 0);
     concur_thread_free(t[i]);
@@ -193,11 +178,11 @@ START_TEST(local_free_does_not_run_destructors_for_values_still_set) {
 END_TEST
 
 /* A destructor that blocks until a gate opens. */
-static gate slow_gate;
+static harness_gate slow_gate;
 
 static void slow_destructor(void *value) {
   (void)value;
-  gate_wait(&slow_gate);
+  harness_gate_wait(&slow_gate);
   atomic_fetch_add(&destroyed, 1);
 }
 
@@ -218,7 +203,7 @@ START_TEST(local_timed_join_waits_for_destructors_within_its_deadline) {
   HARNESS_ASSERT_TIMED_OUT(harness_now_ns() - t0, timeout);
   ck_assert_rc(concur_thread_join(t, CONCUR_NOWAIT, NULL), CONCUR_ETIMEDOUT);
   ck_assert_int_eq(atomic_load(&destroyed), 0);
-  gate_open(&slow_gate);
+  harness_gate_open(&slow_gate);
   ck_assert_rc(concur_thread_join(t, HARNESS_LONG_NS, NULL), 0);
   ck_assert_int_eq(atomic_load(&destroyed), 1);
   concur_thread_free(t);
@@ -247,30 +232,9 @@ START_TEST(local_many_slots_are_independent) {
 }
 END_TEST
 
-/*
- * The kernel lists a joined thread in /proc for a moment after pthread_join
- * returns. This fixture's teardown runs before the harness's (Check runs
- * teardowns in reverse order) and waits, bounded, for the count to settle,
- * so the harness's leak check sees only threads really left behind.
- */
-static int settle_baseline;
-
-static void settle_setup(void) {
-  settle_baseline = harness_thread_count();
-}
-
-static void settle_teardown(void) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() > settle_baseline && harness_now_ns() < end) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-}
-
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("local");
   TCase *tc = harness_tcase("local", 30);
-  tcase_add_checked_fixture(tc, settle_setup, settle_teardown);
   tcase_add_test(tc, local_starts_null_holds_a_value_and_clears);
   tcase_add_test(tc, local_rejects_null);
   tcase_add_test(tc, local_each_thread_sees_only_its_own_value);

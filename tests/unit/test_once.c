@@ -8,21 +8,6 @@
 #include <stdint.h>
 #include <time.h>
 
-typedef struct gate {
-  _Atomic uint32_t open;
-} gate;
-
-static void gate_wait(gate *g) {
-  while (atomic_load(&g->open) == 0) {
-    (void)concur__park(&g->open, 0, CONCUR__NO_DEADLINE, g);
-  }
-}
-
-static void gate_open(gate *g) {
-  atomic_store(&g->open, 1);
-  concur__unpark(&g->open, INT32_MAX);
-}
-
 static void count(void *arg) {
   (*(int *)arg)++;
 }
@@ -61,7 +46,7 @@ END_TEST
 
 typedef struct race {
   concur_once once;
-  gate go; /* the function waits on it */
+  harness_gate go; /* the function waits on it */
   _Atomic int calls;
   int value; /* written by the function, plain */
 } race;
@@ -69,7 +54,7 @@ typedef struct race {
 static void slow_init(void *arg) {
   race *r = arg;
   atomic_fetch_add(&r->calls, 1);
-  gate_wait(&r->go);
+  harness_gate_wait(&r->go);
   r->value = 4242;
 }
 
@@ -102,7 +87,7 @@ START_TEST(once_racing_threads_run_it_once_and_all_wait_for_it) {
   for (int i = 0; i < N; i++) {
     ck_assert(concur_thread_is_alive(t[i]));
   }
-  gate_open(&r.go);
+  harness_gate_open(&r.go);
   for (int i = 0; i < N; i++) {
     ck_assert_rc(concur_thread_join(t[i], CONCUR_FOREVER, NULL), 0);
     concur_thread_free(t[i]);
@@ -183,7 +168,7 @@ START_TEST(once_works_from_threads_concur_did_not_start) {
     ck_assert_int_eq(pthread_create(&th[i], NULL, foreign_call, &c[i]), 0);
   }
   ck_assert_rc(concur__test_await_parked(&r.once, N - 1, HARNESS_LONG_NS), 0);
-  gate_open(&r.go);
+  harness_gate_open(&r.go);
   for (int i = 0; i < N; i++) {
     ck_assert_int_eq(pthread_join(th[i], NULL), 0);
     ck_assert_rc(c[i].rc, 0);
@@ -193,30 +178,9 @@ START_TEST(once_works_from_threads_concur_did_not_start) {
 }
 END_TEST
 
-/*
- * The kernel lists a joined thread in /proc for a moment after pthread_join
- * returns. This fixture's teardown runs before the harness's (Check runs
- * teardowns in reverse order) and waits, bounded, for the count to settle,
- * so the harness's leak check sees only threads really left behind.
- */
-static int settle_baseline;
-
-static void settle_setup(void) {
-  settle_baseline = harness_thread_count();
-}
-
-static void settle_teardown(void) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() > settle_baseline && harness_now_ns() < end) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-}
-
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("once");
   TCase *tc = harness_tcase("once", 30);
-  tcase_add_checked_fixture(tc, settle_setup, settle_teardown);
   tcase_add_test(tc,
                  once_runs_the_function_once_and_later_calls_return_at_once);
   tcase_add_test(tc, once_rejects_null);

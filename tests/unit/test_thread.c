@@ -15,41 +15,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* ---- helpers ------------------------------------------------------------ */
-
-/* A one-shot gate threads park on (key = the gate) until it opens. */
-typedef struct gate {
-  _Atomic uint32_t open;
-} gate;
-
-static void gate_wait(gate *g) {
-  while (atomic_load(&g->open) == 0) {
-    (void)concur__park(&g->open, 0, CONCUR__NO_DEADLINE, g);
-  }
-}
-
-static void gate_open(gate *g) {
-  atomic_store(&g->open, 1);
-  concur__unpark(&g->open, INT32_MAX);
-}
-
-/*
- * Waits until the process has n threads again. A detached thread gives no
- * notice when its OS thread is gone, and even a joined one leaves /proc a
- * moment after pthread_join returns, so this polls /proc, bounded.
- */
-static bool await_thread_count(int n) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() != n) {
-    if (harness_now_ns() > end) {
-      return false;
-    }
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-  return true;
-}
-
 static int return_arg(void *arg, void **result) {
   *result = arg;
   return 0;
@@ -61,7 +26,7 @@ static int return_code(void *arg, void **result) {
 }
 
 static int wait_gate(void *arg, void **result) {
-  gate_wait(arg);
+  harness_gate_wait(arg);
   *result = arg;
   return 0;
 }
@@ -154,7 +119,7 @@ END_TEST
 /* ---- THR-03 ------------------------------------------------------------- */
 
 START_TEST(THR_03_join_timeout_on_blocked_thread_then_join_succeeds) {
-  gate g = {0};
+  harness_gate g = {0};
   concur_thread *t;
   ck_assert_rc(concur_thread_run(&t, wait_gate, &g, NULL), 0);
   ck_assert_rc(concur__test_await_parked(&g, 1, HARNESS_LONG_NS), 0);
@@ -169,7 +134,7 @@ START_TEST(THR_03_join_timeout_on_blocked_thread_then_join_succeeds) {
   ck_assert_rc(concur_thread_join(t, CONCUR_NOWAIT, NULL), CONCUR_ETIMEDOUT);
   ck_assert_int_lt(harness_now_ns() - t0, 1000000000LL * harness_slack());
   ck_assert(concur_thread_is_alive(t));
-  gate_open(&g);
+  harness_gate_open(&g);
   ck_assert_rc(concur_thread_join(t, HARNESS_LONG_NS, &res), 0);
   ck_assert_ptr_eq(res, &g);
   ck_assert(!concur_thread_is_alive(t));
@@ -195,7 +160,7 @@ static int join_target(void *arg, void **result) {
 
 START_TEST(THR_04_twenty_threads_join_the_same_thread) {
   enum { N = 20 };
-  gate g = {0};
+  harness_gate g = {0};
   concur_thread *target;
   ck_assert_rc(concur_thread_run(&target, wait_gate, &g, NULL), 0);
   int before = harness_thread_count();
@@ -208,7 +173,7 @@ START_TEST(THR_04_twenty_threads_join_the_same_thread) {
   /* Every joiner is blocked in the target before it may finish. */
   ck_assert_rc(concur__test_await_parked(target, N, HARNESS_LONG_NS), 0);
   ck_assert(concur_thread_is_alive(target));
-  gate_open(&g);
+  harness_gate_open(&g);
   for (int i = 0; i < N; i++) {
     ck_assert_rc(concur_thread_join(jt[i], CONCUR_FOREVER, NULL), 0);
     concur_thread_free(jt[i]);
@@ -219,7 +184,7 @@ START_TEST(THR_04_twenty_threads_join_the_same_thread) {
   }
   /* The joins reaped the target: its OS thread is gone too (the kernel
    * drops it from /proc a moment after pthread_join returns). */
-  ck_assert(await_thread_count(before - 1));
+  ck_assert(harness_await_thread_count(before - 1));
   ck_assert_rc(concur_thread_join(target, CONCUR_NOWAIT, NULL), 0);
   concur_thread_free(target);
 }
@@ -266,13 +231,13 @@ START_TEST(THR_05_daemon_default_param_and_change_after_start) {
 
   concur_thread_options opts = CONCUR_THREAD_OPTIONS_INIT;
   opts.daemon = true;
-  gate g = {0};
+  harness_gate g = {0};
   ck_assert_rc(concur_thread_run(&t, wait_gate, &g, &opts), 0);
   ck_assert(concur_thread_is_daemon(t));
   ck_assert_rc(concur_thread_set_daemon(t, false), CONCUR_ESTATE);
   ck_assert_rc(concur_thread_set_daemon(t, true), CONCUR_ESTATE);
   ck_assert(concur_thread_is_daemon(t));
-  gate_open(&g);
+  harness_gate_open(&g);
   ck_assert_rc(concur_thread_join(t, CONCUR_FOREVER, NULL), 0);
   ck_assert_rc(concur_thread_set_daemon(t, false), CONCUR_ESTATE);
   ck_assert(concur_thread_is_daemon(t));
@@ -324,16 +289,16 @@ START_TEST(THR_08_after_join_not_alive_and_not_counted_100_loops) {
   size_t active = concur_thread_active_count();
   int threads = harness_thread_count();
   for (int i = 0; i < 100; i++) {
-    gate g = {0};
+    harness_gate g = {0};
     concur_thread *t;
     ck_assert_rc(concur_thread_run(&t, wait_gate, &g, NULL), 0);
     ck_assert(concur_thread_is_alive(t));
     ck_assert_int_eq(concur_thread_active_count(), active + 1);
-    gate_open(&g);
+    harness_gate_open(&g);
     ck_assert_rc(concur_thread_join(t, CONCUR_FOREVER, NULL), 0);
     ck_assert(!concur_thread_is_alive(t));
     ck_assert_int_eq(concur_thread_active_count(), active);
-    ck_assert(await_thread_count(threads));
+    ck_assert(harness_await_thread_count(threads));
     concur_thread_free(t);
   }
 }
@@ -346,7 +311,7 @@ START_TEST(THR_09_freed_running_threads_leak_nothing) {
   int threads = harness_thread_count();
   /* Static: detached threads read it, and nothing orders their end before
    * this frame is reused. */
-  static gate g;
+  static harness_gate g;
   for (int i = 0; i < 10; i++) {
     concur_thread *t;
     ck_assert_rc(concur_thread_run(&t, wait_gate, &g, NULL), 0);
@@ -354,21 +319,21 @@ START_TEST(THR_09_freed_running_threads_leak_nothing) {
   }
   ck_assert_rc(concur__test_await_parked(&g, 10, HARNESS_LONG_NS), 0);
   ck_assert_int_eq(concur_thread_active_count(), active + 10);
-  gate_open(&g);
+  harness_gate_open(&g);
   /* Each thread ends on its own, frees its handle (ASan checks) and leaves
    * the registry. */
-  ck_assert(await_thread_count(threads));
+  ck_assert(harness_await_thread_count(threads));
   ck_assert_int_eq(concur_thread_active_count(), active);
 }
 END_TEST
 
 typedef struct finisher {
-  gate done;
+  harness_gate done;
 } finisher;
 
 static int signal_done(void *arg, void **result) {
   (void)result;
-  gate_open(&((finisher *)arg)->done);
+  harness_gate_open(&((finisher *)arg)->done);
   return 0;
 }
 
@@ -377,11 +342,11 @@ START_TEST(THR_09_finished_thread_never_joined_leaks_nothing) {
   finisher f = {{0}};
   concur_thread *t;
   ck_assert_rc(concur_thread_run(&t, signal_done, &f, NULL), 0);
-  gate_wait(&f.done);
+  harness_gate_wait(&f.done);
   /* Finishing or finished: free reaps or detaches it; either way nothing
    * is left once it is gone. */
   concur_thread_free(t);
-  ck_assert(await_thread_count(threads));
+  ck_assert(harness_await_thread_count(threads));
 }
 END_TEST
 
@@ -396,7 +361,7 @@ typedef struct hook_record {
   concur_thread *current_in_hook;
   bool alive_in_hook;
   char name[CONCUR_THREAD_NAME_MAX + 1];
-  gate *block; /* when set, the hook waits on it */
+  harness_gate *block; /* when set, the hook waits on it */
 } hook_record;
 
 static void record_hook(void *arg, concur_thread *thread, int code) {
@@ -409,7 +374,7 @@ static void record_hook(void *arg, concur_thread *thread, int code) {
   r->alive_in_hook = concur_thread_is_alive(thread);
   (void)concur_thread_get_name(thread, r->name, sizeof r->name);
   if (r->block != NULL) {
-    gate_wait(r->block);
+    harness_gate_wait(r->block);
   }
   atomic_fetch_add(&r->calls, 1);
 }
@@ -456,7 +421,7 @@ START_TEST(THR_10_failure_goes_to_the_hook_with_the_thread_identity) {
 END_TEST
 
 START_TEST(THR_10_hook_runs_before_joiners_are_released) {
-  gate block = {0};
+  harness_gate block = {0};
   hook_record rec = {0};
   rec.block = &block;
   concur_thread_set_excepthook(record_hook, &rec);
@@ -468,7 +433,7 @@ START_TEST(THR_10_hook_runs_before_joiners_are_released) {
   ck_assert(concur_thread_is_alive(t));
   ck_assert_int_eq(concur_thread_exit_code(t), 0);
   ck_assert_rc(concur_thread_join(t, 20000000, NULL), CONCUR_ETIMEDOUT);
-  gate_open(&block);
+  harness_gate_open(&block);
   ck_assert_rc(concur_thread_join(t, CONCUR_FOREVER, NULL), CONCUR_ETASK);
   ck_assert_int_eq(atomic_load(&rec.calls), 1);
   ck_assert_int_eq(concur_thread_exit_code(t), 3);
@@ -479,12 +444,12 @@ END_TEST
 
 static int wait_then_fail(void *arg, void **result) {
   (void)result;
-  gate_wait(arg);
+  harness_gate_wait(arg);
   return 9;
 }
 
 START_TEST(THR_10_hook_gets_a_valid_handle_after_free) {
-  gate g = {0};
+  harness_gate g = {0};
   hook_record rec = {0};
   concur_thread_set_excepthook(record_hook, &rec);
   int threads = harness_thread_count();
@@ -495,8 +460,8 @@ START_TEST(THR_10_hook_gets_a_valid_handle_after_free) {
   ck_assert_rc(concur_thread_run(&t, wait_then_fail, &g, &opts), 0);
   ck_assert_rc(concur__test_await_parked(&g, 1, HARNESS_LONG_NS), 0);
   concur_thread_free(t); /* the function fails after this */
-  gate_open(&g);
-  ck_assert(await_thread_count(threads));
+  harness_gate_open(&g);
+  ck_assert(harness_await_thread_count(threads));
   ck_assert_int_eq(concur_thread_active_count(), active);
   ck_assert_int_eq(atomic_load(&rec.calls), 1);
   ck_assert_int_eq(rec.code, 9);
@@ -567,7 +532,7 @@ END_TEST
 /* ---- THR-11 ------------------------------------------------------------- */
 
 typedef struct name_probe {
-  gate renamed;
+  harness_gate renamed;
   char os_before[16];
   char os_after[16];
   char current_before[CONCUR_THREAD_NAME_MAX + 1];
@@ -581,7 +546,7 @@ static int probe_names(void *arg, void **result) {
   concur__thread_get_os_name(pthread_self(), p->os_before, sizeof p->os_before);
   p->current_len =
       concur_thread_current_name(p->current_before, sizeof p->current_before);
-  gate_wait(&p->renamed);
+  harness_gate_wait(&p->renamed);
   concur__thread_get_os_name(pthread_self(), p->os_after, sizeof p->os_after);
   (void)concur_thread_current_name(p->current_after, sizeof p->current_after);
   return 0;
@@ -595,7 +560,7 @@ START_TEST(THR_11_os_name_applied_at_start_truncated_and_changed_live) {
   ck_assert_rc(concur_thread_run(&t, probe_names, &p, &opts), 0);
   ck_assert_rc(concur__test_await_parked(&p.renamed, 1, HARNESS_LONG_NS), 0);
   ck_assert_rc(concur_thread_set_name(t, "renamed-while-running"), 0);
-  gate_open(&p.renamed);
+  harness_gate_open(&p.renamed);
   ck_assert_rc(concur_thread_join(t, CONCUR_FOREVER, NULL), 0);
   ck_assert_str_eq(p.os_before, "a-rather-long-t"); /* 15 bytes */
   ck_assert_str_eq(p.current_before, "a-rather-long-thread-name");
@@ -613,7 +578,7 @@ END_TEST
 
 START_TEST(THR_11_name_set_before_start_reaches_the_os) {
   name_probe p = {0};
-  gate_open(&p.renamed);
+  harness_gate_open(&p.renamed);
   concur_thread *t;
   ck_assert_rc(concur_thread_new(&t, probe_names, &p, NULL), 0);
   ck_assert_rc(concur_thread_set_name(t, "early"), 0);
@@ -726,8 +691,8 @@ END_TEST
 
 /* Atomic fields: the main thread reads them while the threads live. */
 typedef struct id_probe {
-  gate *release;
-  gate ready;
+  harness_gate *release;
+  harness_gate ready;
   _Atomic uint64_t ident;
   _Atomic uint64_t native;
   _Atomic(concur_thread *) current;
@@ -739,14 +704,14 @@ static int probe_ids(void *arg, void **result) {
   p->ident = concur_thread_get_ident();
   p->native = concur_thread_get_native_id();
   p->current = concur_thread_current();
-  gate_open(&p->ready);
-  gate_wait(p->release);
+  harness_gate_open(&p->ready);
+  harness_gate_wait(p->release);
   return 0;
 }
 
 START_TEST(THR_12_idents_and_native_ids_unique_among_10_live_threads) {
   enum { N = 10 };
-  gate release = {0};
+  harness_gate release = {0};
   id_probe p[N];
   concur_thread *t[N];
   for (int i = 0; i < N; i++) {
@@ -763,7 +728,7 @@ START_TEST(THR_12_idents_and_native_ids_unique_among_10_live_threads) {
     ck_assert_uint_ne(concur_thread_native_id(t[i]), 0);
   }
   for (int i = 0; i < N; i++) {
-    gate_wait(&p[i].ready);
+    harness_gate_wait(&p[i].ready);
   }
   uint64_t main_ident = concur_thread_get_ident();
   ck_assert_uint_ne(main_ident, 0);
@@ -778,7 +743,7 @@ START_TEST(THR_12_idents_and_native_ids_unique_among_10_live_threads) {
       ck_assert_uint_ne(p[i].native, p[j].native);
     }
   }
-  gate_open(&release);
+  harness_gate_open(&release);
   for (int i = 0; i < N; i++) {
     ck_assert_rc(concur_thread_join(t[i], CONCUR_FOREVER, NULL), 0);
     /* Identity survives the end of the thread. */
@@ -908,13 +873,13 @@ END_TEST
 
 START_TEST(thread_join_rejects_null_and_negative_timeouts) {
   ck_assert_rc(concur_thread_join(NULL, CONCUR_FOREVER, NULL), CONCUR_EINVAL);
-  gate g = {0};
+  harness_gate g = {0};
   concur_thread *t;
   ck_assert_rc(concur_thread_run(&t, wait_gate, &g, NULL), 0);
   ck_assert_rc(concur_thread_join(t, -1, NULL), CONCUR_EINVAL);
   ck_assert_rc(concur_thread_join(t, INT64_MIN, NULL), CONCUR_EINVAL);
   ck_assert_rc(concur_thread_join(t, CONCUR_DEFAULT, NULL), CONCUR_EINVAL);
-  gate_open(&g);
+  harness_gate_open(&g);
   ck_assert_rc(concur_thread_join(t, CONCUR_FOREVER, NULL), 0);
   ck_assert_rc(concur_thread_join(t, -1, NULL), CONCUR_EINVAL);
   concur_thread_free(t);
@@ -938,7 +903,7 @@ START_TEST(thread_accessors_of_null_and_unstarted_handles) {
 END_TEST
 
 static int check_not_done(void *arg, void **result) {
-  gate_wait(arg);
+  harness_gate_wait(arg);
   *result = arg;
   return 11;
 }
@@ -946,11 +911,11 @@ static int check_not_done(void *arg, void **result) {
 START_TEST(thread_exit_code_is_zero_until_the_thread_finished) {
   _Atomic int quiet = 0;
   concur_thread_set_excepthook(quiet_hook, &quiet);
-  gate g = {0};
+  harness_gate g = {0};
   concur_thread *t;
   ck_assert_rc(concur_thread_run(&t, check_not_done, &g, NULL), 0);
   ck_assert_int_eq(concur_thread_exit_code(t), 0);
-  gate_open(&g);
+  harness_gate_open(&g);
   void *res = (void *)&res;
   ck_assert_rc(concur_thread_join(t, CONCUR_FOREVER, &res), CONCUR_ETASK);
   ck_assert_ptr_eq(res, (void *)&res); /* no result from a failed thread */
@@ -995,7 +960,7 @@ START_TEST(thread_inherits_the_starters_signal_mask) {
 END_TEST
 
 typedef struct counter_probe {
-  gate *release;
+  harness_gate *release;
   size_t active_inside;
 } counter_probe;
 
@@ -1003,13 +968,13 @@ static int probe_count(void *arg, void **result) {
   (void)result;
   counter_probe *p = arg;
   p->active_inside = concur_thread_active_count();
-  gate_wait(p->release);
+  harness_gate_wait(p->release);
   return 0;
 }
 
 START_TEST(thread_active_count_counts_live_concur_threads) {
   size_t base = concur_thread_active_count();
-  gate release = {0};
+  harness_gate release = {0};
   counter_probe p[3];
   concur_thread *t[3];
   for (int i = 0; i < 3; i++) {
@@ -1018,7 +983,7 @@ START_TEST(thread_active_count_counts_live_concur_threads) {
     ck_assert_int_eq(concur_thread_active_count(), base + (size_t)i + 1);
   }
   ck_assert_rc(concur__test_await_parked(&release, 3, HARNESS_LONG_NS), 0);
-  gate_open(&release);
+  harness_gate_open(&release);
   for (int i = 0; i < 3; i++) {
     ck_assert_rc(concur_thread_join(t[i], CONCUR_FOREVER, NULL), 0);
     ck_assert_int_ge(p[i].active_inside, base + (size_t)i + 1);
@@ -1058,30 +1023,9 @@ START_TEST(thread_start_and_join_order_memory_both_ways) {
 }
 END_TEST
 
-/*
- * The kernel lists a joined thread in /proc for a moment after pthread_join
- * returns. This fixture's teardown runs before the harness's (Check runs
- * teardowns in reverse order) and waits, bounded, for the count to settle,
- * so the harness's leak check sees only threads really left behind.
- */
-static int settle_baseline;
-
-static void settle_setup(void) {
-  settle_baseline = harness_thread_count();
-}
-
-static void settle_teardown(void) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() > settle_baseline && harness_now_ns() < end) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-}
-
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("thread");
   TCase *tc = harness_tcase("thread", 30);
-  tcase_add_checked_fixture(tc, settle_setup, settle_teardown);
   tcase_add_test(tc, THR_01_start_runs_target_once_second_start_is_estate);
   tcase_add_test(tc, THR_01_run_starts_and_returns_the_result);
   tcase_add_test(tc, THR_02_join_of_never_started_thread_is_estate);

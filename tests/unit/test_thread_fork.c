@@ -20,21 +20,6 @@
 #include <time.h>
 #include <unistd.h>
 
-typedef struct gate {
-  _Atomic uint32_t open;
-} gate;
-
-static void gate_wait(gate *g) {
-  while (atomic_load(&g->open) == 0) {
-    (void)concur__park(&g->open, 0, CONCUR__NO_DEADLINE, g);
-  }
-}
-
-static void gate_open(gate *g) {
-  atomic_store(&g->open, 1);
-  concur__unpark(&g->open, INT32_MAX);
-}
-
 static void sleep_ms(int ms) {
   struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -64,19 +49,6 @@ static int wait_child(pid_t pid) {
   return status;
 }
 
-/* Waits until the process has n threads: the kernel drops a joined thread
- * from /proc a moment after pthread_join returns. Bounded polling. */
-static bool await_thread_count(int n) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() != n) {
-    if (harness_now_ns() > end) {
-      return false;
-    }
-    sleep_ms(1);
-  }
-  return true;
-}
-
 /* Reads the pipe to its end (every writer gone) into buf. */
 static size_t read_all(int fd, char *buf, size_t len) {
   size_t n = 0;
@@ -98,16 +70,16 @@ static size_t read_all(int fd, char *buf, size_t len) {
 
 /* Opened by an atexit handler registered after the first start, so it runs
  * before concur's join: the marker threads know exit has begun. */
-static gate exit_began;
+static harness_gate exit_began;
 static int marker_fd = -1;
 
 static void signal_exit_began(void) {
-  gate_open(&exit_began);
+  harness_gate_open(&exit_began);
 }
 
 static int write_marker_after_exit_began(void *arg, void **result) {
   (void)result;
-  gate_wait(&exit_began);
+  harness_gate_wait(&exit_began);
   /* Long enough that an exit that does not wait would end us first. */
   sleep_ms(150);
   char c = (char)(intptr_t)arg;
@@ -194,18 +166,18 @@ START_TEST(THR_06_non_daemon_threads_joined_at_exit_daemons_not) {
 }
 END_TEST
 
-static gate never;
+static harness_gate never;
 
 static int block_forever(void *arg, void **result) {
   (void)arg;
   (void)result;
-  gate_wait(&never);
+  harness_gate_wait(&never);
   return 0;
 }
 
 static int block_on(void *arg, void **result) {
   (void)result;
-  gate_wait(arg);
+  harness_gate_wait(arg);
   return 0;
 }
 
@@ -227,7 +199,7 @@ START_TEST(THR_06_concur_thread_calling_exit_skips_the_join) {
     if (concur_thread_run(&exiter, call_exit, (void *)(intptr_t)7, NULL) != 0) {
       _exit(3);
     }
-    gate_wait(&never); /* the process ends through the exiter */
+    harness_gate_wait(&never); /* the process ends through the exiter */
     _exit(4);
   }
   int status = wait_child(pid);
@@ -243,8 +215,8 @@ START_TEST(THR_06_blocked_daemon_thread_does_not_delay_exit) {
     child_alarm();
     concur_thread_options opts = CONCUR_THREAD_OPTIONS_INIT;
     opts.daemon = true;
-    static gate daemons_stay; /* never opened */
-    static gate release_n;
+    static harness_gate daemons_stay; /* never opened */
+    static harness_gate release_n;
     concur_thread *d;
     if (concur_thread_run(&d, block_on, &daemons_stay, &opts) != 0) {
       _exit(2);
@@ -260,7 +232,7 @@ START_TEST(THR_06_blocked_daemon_thread_does_not_delay_exit) {
       _exit(4);
     }
     /* n is non-daemon: let it end; exit must not wait for d and m. */
-    gate_open(&release_n);
+    harness_gate_open(&release_n);
     exit(0);
   }
   int status = wait_child(pid);
@@ -383,19 +355,19 @@ static int check_child_after_fork(forker *f) {
   /* The child can start and join threads: the registry lock was reset. */
   concur_thread *t;
   void *res = NULL;
-  static gate hold;
+  static harness_gate hold;
   if (concur_thread_run(&t, block_on, &hold, NULL) != 0) {
     return 17;
   }
   if (concur_thread_active_count() != 2) {
     return 18;
   }
-  gate_open(&hold);
+  harness_gate_open(&hold);
   if (concur_thread_join(t, CONCUR_FOREVER, &res) != 0 || res != NULL) {
     return 19;
   }
   concur_thread_free(t);
-  if (concur_thread_active_count() != 1 || !await_thread_count(1)) {
+  if (concur_thread_active_count() != 1 || !harness_await_thread_count(1)) {
     return 20;
   }
   concur_thread_free(f->other);
@@ -434,7 +406,7 @@ START_TEST(THR_13_fork_from_non_main_thread_child_sees_one_thread) {
                 "child status 0x%x (exit code = failed check)", f.status);
   /* The parent is untouched: the other thread still runs. */
   ck_assert(concur_thread_is_alive(f.other));
-  gate_open(&never);
+  harness_gate_open(&never);
   ck_assert_rc(concur_thread_join(f.other, CONCUR_FOREVER, NULL), 0);
   concur_thread_free(f.other);
   concur_thread_free(f.self);
@@ -444,7 +416,7 @@ END_TEST
 /* ---- THR-14 ------------------------------------------------------------- */
 
 typedef struct simultaneous {
-  gate *go;
+  harness_gate *go;
   concur_local *local;
   int status;
 } simultaneous;
@@ -472,7 +444,7 @@ static int fork_at_once(void *arg, void **result) {
   simultaneous *s = arg;
   int v;
   (void)concur_local_set(s->local, &v);
-  gate_wait(s->go);
+  harness_gate_wait(s->go);
   pid_t pid = fork_flushed();
   if (pid < 0) {
     return 1;
@@ -492,7 +464,7 @@ static int fork_at_once(void *arg, void **result) {
 
 START_TEST(THR_14_sixteen_threads_fork_and_wait_at_once) {
   enum { N = 16 };
-  gate go = {0};
+  harness_gate go = {0};
   concur_local *local;
   ck_assert_rc(concur_local_new(&local, NULL), 0);
   simultaneous s[N];
@@ -502,7 +474,7 @@ START_TEST(THR_14_sixteen_threads_fork_and_wait_at_once) {
     ck_assert_rc(concur_thread_run(&t[i], fork_at_once, &s[i], NULL), 0);
   }
   ck_assert_rc(concur__test_await_parked(&go, N, HARNESS_LONG_NS), 0);
-  gate_open(&go);
+  harness_gate_open(&go);
   for (int i = 0; i < N; i++) {
     ck_assert_rc(concur_thread_join(t[i], CONCUR_FOREVER, NULL), 0);
     concur_thread_free(t[i]);
@@ -517,14 +489,14 @@ END_TEST
 
 typedef struct once_fork {
   concur_once once;
-  gate go;
+  harness_gate go;
   _Atomic int calls;
 } once_fork;
 
 static void once_blocking(void *arg) {
   once_fork *o = arg;
   atomic_fetch_add(&o->calls, 1);
-  gate_wait(&o->go);
+  harness_gate_wait(&o->go);
 }
 
 static void once_counting(void *arg) {
@@ -555,7 +527,7 @@ START_TEST(once_running_in_a_vanished_thread_is_taken_over_in_the_child) {
               : 9);
   }
   int status = wait_child(pid);
-  gate_open(&o.go);
+  harness_gate_open(&o.go);
   ck_assert_rc(concur_thread_join(t, CONCUR_FOREVER, NULL), 0);
   concur_thread_free(t);
   ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -593,30 +565,9 @@ START_TEST(once_forked_from_inside_its_function_finishes_in_the_child) {
 }
 END_TEST
 
-/*
- * The kernel lists a joined thread in /proc for a moment after pthread_join
- * returns. This fixture's teardown runs before the harness's (Check runs
- * teardowns in reverse order) and waits, bounded, for the count to settle,
- * so the harness's leak check sees only threads really left behind.
- */
-static int settle_baseline;
-
-static void settle_setup(void) {
-  settle_baseline = harness_thread_count();
-}
-
-static void settle_teardown(void) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() > settle_baseline && harness_now_ns() < end) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-}
-
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("thread_fork");
   TCase *tc = harness_tcase("thread_fork", 60);
-  tcase_add_checked_fixture(tc, settle_setup, settle_teardown);
   tcase_add_test(tc, THR_06_non_daemon_threads_joined_at_exit_daemons_not);
   tcase_add_test(tc, THR_06_concur_thread_calling_exit_skips_the_join);
   tcase_add_test(tc, THR_06_blocked_daemon_thread_does_not_delay_exit);

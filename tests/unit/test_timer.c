@@ -10,39 +10,12 @@
 #include <string.h>
 #include <time.h>
 
-typedef struct gate {
-  _Atomic uint32_t open;
-} gate;
-
-static void gate_wait(gate *g) {
-  while (atomic_load(&g->open) == 0) {
-    (void)concur__park(&g->open, 0, CONCUR__NO_DEADLINE, g);
-  }
-}
-
-static void gate_open(gate *g) {
-  atomic_store(&g->open, 1);
-  concur__unpark(&g->open, INT32_MAX);
-}
-
-static bool await_thread_count(int n) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() != n) {
-    if (harness_now_ns() > end) {
-      return false;
-    }
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-  return true;
-}
-
 /* What the timer's function saw. */
 typedef struct fired {
   _Atomic int calls;
   int64_t at_ns;
-  gate *block; /* when set, the function waits on it */
-  gate started;
+  harness_gate *block; /* when set, the function waits on it */
+  harness_gate started;
   int code;
   concur_timer *timer;
   int self_join_rc;
@@ -64,9 +37,9 @@ static int on_fire(void *arg, void **result) {
   f->blocked[1] = sigismember(&cur, SIGTERM);
   f->blocked[2] = sigismember(&cur, SIGUSR1);
   f->blocked[3] = sigismember(&cur, SIGCHLD);
-  gate_open(&f->started);
+  harness_gate_open(&f->started);
   if (f->block != NULL) {
-    gate_wait(f->block);
+    harness_gate_wait(f->block);
   }
   *result = f;
   return f->code;
@@ -140,7 +113,7 @@ START_TEST(timer_cancelled_before_start_never_runs) {
 END_TEST
 
 START_TEST(timer_cancelled_after_the_function_started_is_harmless) {
-  gate block = {0};
+  harness_gate block = {0};
   fired f = {0};
   f.block = &block;
   concur_timer *tm;
@@ -149,7 +122,7 @@ START_TEST(timer_cancelled_after_the_function_started_is_harmless) {
   ck_assert_rc(concur__test_await_parked(&block, 1, HARNESS_LONG_NS), 0);
   ck_assert_rc(concur_timer_cancel(tm), 0);
   ck_assert(concur_timer_is_alive(tm));
-  gate_open(&block);
+  harness_gate_open(&block);
   void *res = NULL;
   ck_assert_rc(concur_timer_join(tm, CONCUR_FOREVER, &res), 0);
   ck_assert_ptr_eq(res, &f);
@@ -290,7 +263,7 @@ START_TEST(timer_free_while_waiting_cancels_it_and_leaks_nothing) {
   ck_assert_rc(concur_timer_start(tm), 0);
   ck_assert_rc(concur__test_await_parked(tm, 1, HARNESS_LONG_NS), 0);
   concur_timer_free(tm);
-  ck_assert(await_thread_count(threads));
+  ck_assert(harness_await_thread_count(threads));
   ck_assert_int_eq(atomic_load(&f.calls), 0);
 }
 END_TEST
@@ -299,7 +272,7 @@ START_TEST(timer_free_while_its_function_runs_lets_it_finish) {
   int threads = harness_thread_count();
   /* Static: the detached timer thread uses them, and nothing orders its end
    * before this frame is reused. */
-  static gate block;
+  static harness_gate block;
   static fired f;
   f.block = &block;
   concur_timer *tm;
@@ -307,8 +280,8 @@ START_TEST(timer_free_while_its_function_runs_lets_it_finish) {
   ck_assert_rc(concur_timer_start(tm), 0);
   ck_assert_rc(concur__test_await_parked(&block, 1, HARNESS_LONG_NS), 0);
   concur_timer_free(tm);
-  gate_open(&block);
-  ck_assert(await_thread_count(threads));
+  harness_gate_open(&block);
+  ck_assert(harness_await_thread_count(threads));
   ck_assert_int_eq(atomic_load(&f.calls), 1);
 }
 END_TEST
@@ -344,30 +317,9 @@ START_TEST(timer_unstarted_timer_frees_cleanly) {
 }
 END_TEST
 
-/*
- * The kernel lists a joined thread in /proc for a moment after pthread_join
- * returns. This fixture's teardown runs before the harness's (Check runs
- * teardowns in reverse order) and waits, bounded, for the count to settle,
- * so the harness's leak check sees only threads really left behind.
- */
-static int settle_baseline;
-
-static void settle_setup(void) {
-  settle_baseline = harness_thread_count();
-}
-
-static void settle_teardown(void) {
-  int64_t end = harness_now_ns() + HARNESS_LONG_NS;
-  while (harness_thread_count() > settle_baseline && harness_now_ns() < end) {
-    struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
-  }
-}
-
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("timer");
   TCase *tc = harness_tcase("timer", 30);
-  tcase_add_checked_fixture(tc, settle_setup, settle_teardown);
   tcase_add_test(tc,
                  timer_fires_after_the_interval_and_join_returns_the_result);
   tcase_add_test(tc, timer_with_zero_interval_fires_at_once);
