@@ -143,8 +143,23 @@ int concur_future_new_full(concur_future **out, concur_task_fn fn, void *arg,
   f->waiters = NULL;
   f->help_fn = NULL;
   f->help_arg = NULL;
+  f->on_cancel = NULL;
+  f->on_cancel_arg = NULL;
   *out = f;
   return 0;
+}
+
+void concur__future_prepare(concur_future *f, const concur__future_hooks *h,
+                            size_t refs) {
+  f->help_fn = h->help;
+  f->help_arg = h->help_arg;
+  f->on_cancel = h->on_cancel;
+  f->on_cancel_arg = h->on_cancel_arg;
+  /* Relaxed: nobody else can see f yet; sharing it (a queue's release, a
+   * submit's return) publishes these. */
+  atomic_store_explicit(&f->state, h->help != NULL ? FUT_HELP : FUT_PENDING,
+                        memory_order_relaxed);
+  atomic_store_explicit(&f->refs, refs, memory_order_relaxed);
 }
 
 int concur_future_new(concur_future **out) {
@@ -460,6 +475,9 @@ bool concur_future_cancel(concur_future *f) {
   }
   uint32_t w;
   if (leave_pending(f, FUT_CANCELLED, &w)) {
+    if (f->on_cancel != NULL) {
+      f->on_cancel(f, f->on_cancel_arg);
+    }
     after_done(f, w);
     return true;
   }

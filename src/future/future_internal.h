@@ -28,6 +28,7 @@
 #define CONCUR_FUTURE_INTERNAL_H
 
 #include "concur/future.h"
+#include "future/future_exec.h"
 #include "platform/platform.h"
 
 #include <stdatomic.h>
@@ -139,6 +140,9 @@ struct concur_future {
   /* lock: the help hook. */
   concur_future_help_fn help_fn;
   void *help_arg;
+  /* Immutable after concur__future_prepare: the executor's cancel hook. */
+  concur_future_done_fn on_cancel;
+  void *on_cancel_arg;
 };
 
 /* The state word with acquire: what the task did is visible after done. */

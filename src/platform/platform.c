@@ -40,6 +40,7 @@
 #endif
 
 #if defined(__linux__)
+#include <linux/membarrier.h>
 #include <sys/syscall.h>
 #endif
 
@@ -49,6 +50,40 @@ static _Atomic uint32_t parked_generation;
 static void parked_add(const void *key, int delta);
 static bool fault_hit(concur__fault_kind kind);
 #endif
+
+/* ---- asymmetric fences -----------------------------------------------------
+ */
+
+/* 0: not asked yet, 1: registered, 2: unavailable. Registration is
+ * idempotent, so threads racing to ask all get the same answer. */
+static _Atomic int asym_state;
+
+bool concur__asym_fence_ready(void) {
+  int st = atomic_load_explicit(&asym_state, memory_order_acquire);
+  if (st == 0) {
+    st = 2;
+#if defined(__linux__) && !defined(CONCUR_PARK_CONDVAR) &&                     \
+    defined(__NR_membarrier)
+    long cmds = syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+        syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0,
+                0) == 0) {
+      st = 1;
+    }
+#endif
+    atomic_store_explicit(&asym_state, st, memory_order_release);
+  }
+  return st == 1;
+}
+
+bool concur__asym_fence_heavy(void) {
+#if defined(__linux__) && !defined(CONCUR_PARK_CONDVAR) &&                     \
+    defined(__NR_membarrier)
+  return syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+  return false;
+#endif
+}
 
 /* ---- time ------------------------------------------------------------------
  */

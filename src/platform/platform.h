@@ -79,6 +79,53 @@ static inline void concur__cpu_relax(void) {
 #endif
 }
 
+/*
+ * Asks for the cache line at p with the intent to write it, so that a later
+ * store finds it owned. x86's PREFETCHW is a no-op on processors without it
+ * (its opcode has always decoded as one), so it needs no feature test;
+ * elsewhere the compiler's write prefetch.
+ */
+static inline void concur__prefetch_write(const void *p) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)p));
+#else
+  __builtin_prefetch(p, 1, 3);
+#endif
+}
+
+/* ---- asymmetric fences ---------------------------------------------------
+ */
+
+/*
+ * A store-then-load pair (Dekker) where one side runs on every operation and
+ * the other rarely: the frequent side stores, calls
+ * concur__asym_fence_light() (a compiler barrier only: no instruction), then
+ * loads; the rare side stores, calls concur__asym_fence_heavy(), which makes
+ * every other running thread of the process pass a full barrier
+ * (membarrier(2), private expedited), then loads. Either the frequent
+ * side's store is visible to the rare side's load, or the frequent side's
+ * load sees the rare side's store.
+ *
+ * Valid only where concur__asym_fence_ready() returned true: the process is
+ * registered for the heavy fence (once; a fork child inherits it).
+ * Otherwise both sides must use seq_cst operations. The CONCUR_PARK_CONDVAR
+ * build (the portable fallback) always answers false, so that CI runs both
+ * ways.
+ */
+bool concur__asym_fence_ready(void);
+
+static inline void concur__asym_fence_light(void) {
+  atomic_signal_fence(memory_order_seq_cst);
+}
+
+/*
+ * The heavy side. Returns false if the fence could not be made (only if the
+ * process lost access to membarrier(2) after it registered, for instance
+ * under a seccomp filter installed later): the caller must then not rely on
+ * the pair and wait by other means.
+ */
+bool concur__asym_fence_heavy(void);
+
 /* ---- the library's internal mutex -----------------------------------------
  */
 

@@ -43,8 +43,13 @@
  * - Memory orders: the tail CAS is seq_cst; with the workers' seq_cst
  *   parking step it forms the store-then-load pair (Dekker) that makes
  *   "push, then look for a parked worker" and "announce parking, then look
- *   at the queue" never both miss. The publishing stamp store is seq_cst for
- *   the same reason with pub_waiters.
+ *   at the queue" never both miss. The publishing stamp store and a
+ *   waiter's announcement in pub_waiters form another such pair. Every push
+ *   pays for it and a waiter almost never exists, so where the platform
+ *   offers it (`light`) the pair is asymmetric: the push stores the stamp
+ *   with release and only a compiler barrier before it reads pub_waiters;
+ *   the rare waiter pays a process-wide fence (concur__asym_fence_heavy)
+ *   after announcing itself. Elsewhere the stamp store is seq_cst.
  */
 #ifndef CONCUR_POOL_INTERNAL_H
 #define CONCUR_POOL_INTERNAL_H
@@ -117,6 +122,9 @@ typedef struct concur__pool_queue {
   /* Consumers waiting for a publish: read by every push, rarely written. */
   alignas(CONCUR__POOL_CACHE_LINE) _Atomic uint32_t pub_waiters; /* atomic */
   _Atomic uint32_t pub_gen; /* atomic: the word they park on */
+  /* Immutable: publishes pair with waiters through the asymmetric fence
+   * (concur__asym_fence_ready) rather than a seq_cst stamp store. */
+  bool light;
   /* Segment management, once per segment. */
   alignas(CONCUR__POOL_CACHE_LINE) concur__mutex seg_lock;
   concur__pool_seg *oldest; /* seg_lock: the first segment still linked */

@@ -76,6 +76,7 @@ int concur__pool_queue_init(concur__pool_queue *q) {
   atomic_init(&q->head_seg, s);
   atomic_init(&q->pub_waiters, 0);
   atomic_init(&q->pub_gen, 0);
+  q->light = concur__asym_fence_ready();
   q->seg_lock = (concur__mutex)CONCUR__MUTEX_INIT;
   q->oldest = s;
   q->newest = s;
@@ -234,15 +235,20 @@ int concur__pool_queue_push(concur__pool_queue *q,
     if (t - base + PREFETCH_AHEAD < CONCUR__POOL_SEG_CELLS) {
       /* Ask for the line of a later cell now: when its turn comes (behind
        * the full barriers of the ticket and the stamp) it is ours. */
-      __builtin_prefetch(&seg->cells[t - base + PREFETCH_AHEAD], 1, 3);
+      concur__prefetch_write(&seg->cells[t - base + PREFETCH_AHEAD]);
     }
     for (size_t w = 0; w < CONCUR__POOL_ENTRY_WORDS; w++) {
       /* Relaxed: published by the stamp's release below. */
       atomic_store_explicit(&cell->words[w], words[w], memory_order_relaxed);
     }
-    /* seq_cst: publishes the entry (release) and is the first half of the
-     * Dekker pair with a consumer about to park for it (wait_published). */
-    atomic_store_explicit(&cell->stamp, t + 1, memory_order_seq_cst);
+    /* Publishes the entry (release); then the first half of the Dekker
+     * pair with a consumer about to park for it (wait_published). */
+    if (q->light) {
+      atomic_store_explicit(&cell->stamp, t + 1, memory_order_release);
+      concur__asym_fence_light();
+    } else {
+      atomic_store_explicit(&cell->stamp, t + 1, memory_order_seq_cst);
+    }
     if (atomic_load_explicit(&q->pub_waiters, memory_order_seq_cst) != 0) {
       atomic_fetch_add_explicit(&q->pub_gen, 1, memory_order_seq_cst);
       concur__unpark(&q->pub_gen, INT32_MAX);
@@ -274,6 +280,17 @@ static void wait_published(concur__pool_queue *q, concur__pool_cell *cell,
   /* seq_cst: announce the wait, then look (the producer publishes, then
    * looks for waiters): one of the two sees the other. */
   atomic_fetch_add_explicit(&q->pub_waiters, 1, memory_order_seq_cst);
+  if (q->light && !concur__asym_fence_heavy()) {
+    /* The process lost the heavy fence after it registered (a seccomp
+     * filter installed later): a publish might not see this waiter, so it
+     * must not park. The producer is a few instructions from publishing. */
+    while (atomic_load_explicit(&cell->stamp, memory_order_acquire) != h + 1 &&
+           atomic_load_explicit(&q->head, memory_order_relaxed) == h) {
+      sched_yield();
+    }
+    atomic_fetch_sub_explicit(&q->pub_waiters, 1, memory_order_relaxed);
+    return;
+  }
   uint32_t gen = atomic_load_explicit(&q->pub_gen, memory_order_seq_cst);
   if (atomic_load_explicit(&cell->stamp, memory_order_seq_cst) != h + 1 &&
       atomic_load_explicit(&q->head, memory_order_seq_cst) == h) {

@@ -8,7 +8,7 @@
  *   being workers: ops->help, a help hook running a queued future, a
  *   caller-runs submit, a submitter blocked by the BLOCK policy, the drains
  *   of shutdown, shutdown_now and DISCARD_OLDEST), and cancellers (any
- *   thread cancelling one of the pool's futures, whose done callback does
+ *   thread cancelling one of the pool's futures, whose cancel hook does
  *   the pool's bookkeeping in that thread).
  * - The queue (pool_queue.c) is one lock-free FIFO of inline entries. A
  *   future entry points at a future whose memory (a pool_node, from the
@@ -42,11 +42,11 @@
  *   Push-then-look (submitter: seq_cst ticket, then the parked count)
  *   against announce-then-look (worker: seq_cst parked count, then the
  *   queue) is a Dekker pair: one of the two always sees the other.
- * - Side parties: a queued future may be cancelled by anyone (its done
- *   callback counts it, in the cancelling thread), or run by a thread that
+ * - Side parties: a queued future may be cancelled by anyone (its
+ *   cancel hook counts it, in the cancelling thread), or run by a thread that
  *   blocks on it (the help hook, which makes that thread a guest while it
  *   runs the task). Whoever pops the entry of a cancelled future waits
- *   (bounded spin, then park on node->sync) until the callback has done the
+ *   (bounded spin, then park on node->sync) until the hook has done the
  *   bookkeeping, so the pool never terminates under a thread still updating
  *   its counters.
  * - Counters add up by construction: submitted (queue tickets plus direct
@@ -67,6 +67,7 @@
  *   under `lock`, which runs no code. Workers are spawned under `lock`.
  * - Fork and exit: see the registry at the end of the file.
  */
+#include "future/future_exec.h"
 #include "thread_pool/pool_internal.h"
 
 #include <pthread.h>
@@ -693,7 +694,7 @@ static void node_cleanup(void *arg, void *result) {
 static void guest_enter(pool *p);
 static void guest_leave(pool *p);
 
-/* The canceller's callback is done with the pool: let the popper go on. */
+/* The canceller's hook is done with the pool: let the popper go on. */
 static void side_done(pool_node *n) {
   uint32_t old =
       atomic_exchange_explicit(&n->sync, SYNC_DONE, memory_order_acq_rel);
@@ -703,7 +704,7 @@ static void side_done(pool_node *n) {
 }
 
 /*
- * The popper of a cancelled entry waits until the cancel callback (in the
+ * The popper of a cancelled entry waits until the cancel hook (in the
  * cancelling thread) has done the pool's bookkeeping: a short wait.
  */
 static void wait_side(pool_node *n) {
@@ -753,11 +754,12 @@ static void node_help(concur_future *f, void *arg) {
   guest_leave(p);
 }
 
-/* The done callback: the pool's bookkeeping for a cancelled future. */
-static void node_done(concur_future *f, void *arg) {
+/* The cancel hook: the pool's bookkeeping for a cancelled future. */
+static void node_cancelled(concur_future *f, void *arg) {
+  (void)f;
   pool_node *n = arg;
-  if (!(n->flags & NODE_ACCEPTED) || !concur_future_cancelled(f)) {
-    return; /* ran (its runner counted it), or a submit taking it back */
+  if (!(n->flags & NODE_ACCEPTED)) {
+    return; /* a submit taking it back */
   }
   count_cancel(n->pool, n->flags);
   call_on_done(&n->u.rec, CONCUR__OUTCOME_CANCELLED, CONCUR_ECANCELED);
@@ -805,7 +807,7 @@ static bool cancel_entry(pool *p, concur__pool_entry *e) {
     pool_node *n = node_of(e->future);
     bool cancelled = concur_future_cancel(e->future);
     if (cancelled) {
-      wait_side(n); /* our own callback (done already), or a canceller's */
+      wait_side(n); /* our own hook (done already), or a canceller's */
     }
     concur_future_unref(e->future);
     return cancelled;
@@ -1379,14 +1381,9 @@ static int make_future(pool *p, const concur__task_record *rec,
     arena_give(n);
     return CONCUR_ENOMEM;
   }
-  /* Neither can fail on a fresh pending future (the first callback needs
-   * no allocation); a failure would be a broken invariant. */
-  if (concur_future_set_help(f, node_help, n) != 0 ||
-      concur_future_add_done_callback(f, node_done, n) != 0) {
-    concur__panic("thread pool: a fresh future refused its hooks");
-  }
   /* One reference for the caller, one for the queue entry. */
-  concur_future_ref(f);
+  concur__future_hooks h = {node_help, n, node_cancelled, n};
+  concur__future_prepare(f, &h, 2);
   *out = f;
   return 0;
 }
