@@ -319,18 +319,23 @@ CONCUR_API bool concur_future_request_cancel(concur_future *future);
 CONCUR_API bool concur_future_cancel_requested(const concur_future *future);
 
 /**
- * For a task: true once its future received a cancel request. False outside
- * a task run by concur_future_run. Cheap enough to poll in an inner loop.
+ * For a task: true once its future received a cancel request. A task that an
+ * executor runs without a future (submitted with no future asked for) has no
+ * future to receive one: for it, true once its executor's shutdown_now was
+ * called. False outside a task. Cheap enough to poll in an inner loop.
+ * Happens-before: what the requester did before the request is visible to
+ * the task once this returns true.
  */
 CONCUR_API bool concur_task_cancel_requested(void);
 
 /**
  * For a task: attaches a message (copied) to the failure it is about to
  * return; it replaces an earlier message and is dropped if the task returns
- * 0. Read back with concur_future_exception.
+ * 0. Read back with concur_future_exception. A task run by an executor
+ * without a future may attach one too; nobody can read it, and it is
+ * dropped when the task returns.
  * @return 0; CONCUR_EINVAL (message NULL, or the caller is not running a
- *         task through concur_future_run); CONCUR_ENOMEM (the earlier
- *         message, if any, is kept).
+ *         task); CONCUR_ENOMEM (the earlier message, if any, is kept).
  */
 CONCUR_API CONCUR_NODISCARD int concur_task_set_message(const char *message);
 

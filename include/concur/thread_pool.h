@@ -70,11 +70,12 @@
  * another task of its own saturated pool therefore makes progress.
  *
  * Cooperative cancellation: concur_executor_shutdown_now sends a cancel
- * request to every task a worker is running with a future; such a task sees
- * it through concur_task_cancel_requested(). Tasks submitted without a
- * future (fire-and-forget) run without one, so for them
- * concur_task_cancel_requested() is always false, concur_future_current()
- * is NULL and concur_task_set_message() returns CONCUR_EINVAL.
+ * request to every running task; the task sees it through
+ * concur_task_cancel_requested(). A task with a future gets it on its
+ * future (concur_future_request_cancel reaches it too); a task submitted
+ * without a future (fire-and-forget) sees the pool's shutdown_now instead.
+ * Such a task has no future: concur_future_current() is NULL inside it, and
+ * a message it attaches with concur_task_set_message() is dropped.
  *
  * Happens-before: everything a thread did before a submit that returned 0
  * happens-before the task starts (on whichever thread runs it); everything a

@@ -56,12 +56,8 @@
 /* How long a transition spins for help calls to return before parking. */
 #define HELP_SPINS 100
 
-/* The task the calling thread runs (concur_future_run), innermost first. */
-typedef struct run_frame {
-  concur_future *future;
-  char *message; /* what concur_task_set_message attached, owned */
-  struct run_frame *prev;
-} run_frame;
+/* The task the calling thread runs, innermost first (future_exec.h). */
+typedef concur__task_frame run_frame;
 
 /* The futures whose help hook the calling thread is inside. */
 typedef struct help_frame {
@@ -448,7 +444,7 @@ int concur_future_run(concur_future *f) {
     }
     return CONCUR_ESTATE;
   }
-  run_frame frame = {f, NULL, tls_run};
+  run_frame frame = {f, NULL, 0, NULL, tls_run};
   tls_run = &frame;
   void *result = NULL;
   int code = f->fn(f->arg, &result);
@@ -707,7 +703,32 @@ bool concur_future_cancel_requested(const concur_future *f) {
 
 bool concur_task_cancel_requested(void) {
   run_frame *r = tls_run;
-  return r != NULL && (concur__fut_word(r->future) & FUT_CANCEL_REQ) != 0;
+  if (r == NULL) {
+    return false;
+  }
+  if (r->future == NULL) {
+    /* acquire: what the requester did before is visible, as with a
+     * future's flag. */
+    return (atomic_load_explicit(r->cancel_word, memory_order_acquire) &
+            r->cancel_mask) != 0;
+  }
+  return (concur__fut_word(r->future) & FUT_CANCEL_REQ) != 0;
+}
+
+void concur__task_enter(concur__task_frame *frame,
+                        const _Atomic uint32_t *cancel_word,
+                        uint32_t cancel_mask) {
+  frame->future = NULL;
+  frame->cancel_word = cancel_word;
+  frame->cancel_mask = cancel_mask;
+  frame->message = NULL;
+  frame->prev = tls_run;
+  tls_run = frame;
+}
+
+void concur__task_leave(concur__task_frame *frame) {
+  tls_run = frame->prev;
+  concur__free(frame->message);
 }
 
 int concur_task_set_message(const char *message) {

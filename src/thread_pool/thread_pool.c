@@ -770,7 +770,11 @@ static void node_cancelled(concur_future *f, void *arg) {
 static void run_record(pool *p, const concur__task_record *rec,
                        uint32_t flags) {
   void *result = NULL;
+  /* Its cancel request is the pool's shutdown_now flag. */
+  concur__task_frame frame;
+  concur__task_enter(&frame, &p->state, ST_NOW);
   int code = run_body(p, rec, flags, NULL, &result);
+  concur__task_leave(&frame);
   if (rec->cleanup != NULL) {
     rec->cleanup(rec->arg, result);
   }

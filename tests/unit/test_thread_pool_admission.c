@@ -678,6 +678,41 @@ START_TEST(TPE_12_shutdown_now_hands_back_unstarted_tasks) {
 }
 END_TEST
 
+/* A fire-and-forget task has no future: shutdown_now's request reaches it
+ * through the pool; before that it sees none. */
+START_TEST(TPE_12_shutdown_now_reaches_fire_and_forget_tasks) {
+  concur_thread_pool_options o = opts(2, 2, CONCUR_UNBOUNDED, 0);
+  concur_executor *ex = tp_new(&o);
+  tp_gate g;
+  tp_gate_init(&g);
+  cancellable before = {NULL, 5};
+  cancellable during[2] = {{&g, 0}, {&g, 0}};
+  /* One task that checks with no shutdown_now in sight. */
+  tp_gate g0;
+  tp_gate_init(&g0);
+  before.gate = &g0;
+  ck_assert_rc(
+      concur_executor_submit(ex, wait_then_check_cancel, &before, NULL), 0);
+  TP_AWAIT_PARKED(&g0, 1);
+  tp_gate_open(&g0);
+  /* Both workers parked in these two means the first one has finished. */
+  for (int i = 0; i < 2; i++) {
+    ck_assert_rc(
+        concur_executor_submit(ex, wait_then_check_cancel, &during[i], NULL),
+        0);
+  }
+  TP_AWAIT_PARKED(&g, 2);
+  ck_assert_int_eq(concur_executor_shutdown_now(ex, NULL, NULL), 0);
+  tp_gate_open(&g);
+  ck_assert_rc(concur_executor_await_termination(ex, HARNESS_LONG_NS), 0);
+  ck_assert_int_eq(atomic_load(&before.saw_request), 0);
+  for (int i = 0; i < 2; i++) {
+    ck_assert_int_eq(atomic_load(&during[i].saw_request), 1);
+  }
+  concur_executor_free(ex);
+}
+END_TEST
+
 START_TEST(TPE_12_shutdown_now_without_unrun_runs_cleanups) {
   concur_thread_pool_options o = opts(1, 1, CONCUR_UNBOUNDED, 0);
   concur_executor *ex = tp_new(&o);
@@ -1146,6 +1181,7 @@ Suite *concur_test_suite(void) {
 
   tc = harness_tcase("shutdown", 60);
   tcase_add_test(tc, TPE_12_shutdown_now_hands_back_unstarted_tasks);
+  tcase_add_test(tc, TPE_12_shutdown_now_reaches_fire_and_forget_tasks);
   tcase_add_test(tc, TPE_12_shutdown_now_without_unrun_runs_cleanups);
   tcase_add_test(tc, TPE_13_await_termination);
   tcase_add_test(tc, TPE_13_many_waiters_wake_at_termination);
