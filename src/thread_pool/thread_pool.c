@@ -71,6 +71,7 @@
 #include "thread_pool/pool_internal.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,10 @@
  * instructions (about 20 ns each on current x86): a few microseconds, about
  * one wake-up's cost. It looks at the queue with a growing gap, up to
  * IDLE_GAP_MAX pauses, so that a caught-up worker does not keep pulling the
- * line the submitter is about to write. */
+ * line the submitter is about to write; once the gap is at its widest it
+ * yields the processor between looks instead (each yield counted as a
+ * widest gap), so that a worker sharing a core with the submitter lets it
+ * run rather than spin against it. */
 #define IDLE_SPIN 512
 /* How long a submitter waits for a busy worker to take its entry before it
  * wakes a parked one (pauses: about half a microsecond). */
@@ -1185,8 +1189,12 @@ static bool idle_wait(pool *p, pool_worker *w) {
           atomic_load_explicit(&p->state, memory_order_relaxed) != 0) {
         return false;
       }
-      for (int i = 0; i < gap; i++) {
-        concur__cpu_relax();
+      if (gap >= (stream ? STREAM_GAP_MAX : IDLE_GAP_MAX)) {
+        sched_yield();
+      } else {
+        for (int i = 0; i < gap; i++) {
+          concur__cpu_relax();
+        }
       }
       if (gap < (stream ? STREAM_GAP_MAX : IDLE_GAP_MAX)) {
         gap *= 2;
