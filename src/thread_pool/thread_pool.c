@@ -101,6 +101,10 @@
  * wakes a parked one (pauses: about half a microsecond). */
 #define WAKE_GRACE 24
 #define IDLE_GAP_MAX 16
+/* How many looks an idle worker makes one pause apart before its gap
+ * starts growing: about a microsecond, in which a submitter that keeps the
+ * pool busy usually sends the next task. */
+#define IDLE_FINE_LOOKS 32
 /* A worker that ran STREAM_RUN tasks since it was last idle sees a stream:
  * it looks STREAM_AHEAD entries ahead, with gaps from STREAM_GAP to
  * STREAM_GAP_MAX pauses, for at most STREAM_LOOKS looks. */
@@ -1196,7 +1200,8 @@ static bool idle_wait(pool *p, pool_worker *w) {
           concur__cpu_relax();
         }
       }
-      if (gap < (stream ? STREAM_GAP_MAX : IDLE_GAP_MAX)) {
+      if (gap < (stream ? STREAM_GAP_MAX : IDLE_GAP_MAX) &&
+          (stream || n >= IDLE_FINE_LOOKS)) {
         gap *= 2;
       }
     }
