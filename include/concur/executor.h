@@ -511,7 +511,7 @@ CONCUR_API CONCUR_NODISCARD int concur_task_group_new(concur_task_group **out,
  * submit). Its cleanup, if any, runs when it ends, before the group counts
  * it done.
  * @return 0; the executor's submit errors (the caller keeps arg);
- *         CONCUR_EAGAIN (2^31 - 1 tasks already pending in the group);
+ *         CONCUR_EAGAIN (2^30 tasks already pending in the group);
  *         CONCUR_EINVAL (group or fn NULL).
  */
 CONCUR_API CONCUR_NODISCARD int

@@ -5,18 +5,27 @@
  * - Threads: any number of submitters and waiters; the executor's threads
  *   call on_done once per accepted task (executor_internal.h).
  * - No futures: each task goes to the backend as a record whose on_done is
- *   group_done, so the hot path is one atomic add on the group, the
- *   backend's submit, and an outcome count plus one atomic subtract when
- *   the task ends. `submitted` is not counted: it is pending plus the
- *   outcomes.
- * - `state` (atomic, 32 bits, also the parking word): bit 0 says a waiter
- *   may be parked; bits 1-31 count the pending tasks. The completer's
- *   subtract is its last access to the group unless it saw the waiter bit
- *   with no task left, and then it only wakes by address (concur__unpark
- *   does not dereference the word), so a waiter may free the group as soon
- *   as it sees the count reach 0.
- * - The outcome counters are added before that subtract (release), so a
- *   waiter that sees the count at 0 (acquire) sees every outcome.
+ *   group_done. Submitters and completers count on words of their own, on
+ *   separate cache lines, so that a stream of submits does not pull the
+ *   line the completers write, and back, for every task:
+ *   `submitted` (64-bit, submitters) counts submit attempts; `ended`
+ *   (32-bit, completers, also the parking word) counts ended tasks and
+ *   failed submits, times two, with bit 0 saying a waiter may be parked.
+ *   The group is quiet when ended / 2 == submitted, modulo 2^31: at most
+ *   2^30 tasks may be pending, which submit enforces (CONCUR_EAGAIN).
+ * - A completer's add to `ended` is its last access to the group: if it
+ *   saw the waiter bit it wakes by address only (concur__unpark does not
+ *   dereference the word), so a waiter may free the group as soon as it
+ *   sees the counts meet. The add clears the bit: the first end after a
+ *   waiter parked wakes it, and it looks again (and parks again if tasks
+ *   are left). A waiter helps the executor first, so by the time it parks
+ *   only the tasks already running are left to end.
+ * - Outcomes: `ok` beside `ended`; failures and cancellations, rare, on a
+ *   line of their own. Each is added before the add to `ended` (release),
+ *   so a waiter that sees the counts meet (acquire) sees every outcome.
+ * - A submit the executor refuses still adds to `ended` (and to
+ *   `rejected`): `submitted` never goes down, so a waiter that already
+ *   counted it sees the counts meet without it.
  * - Rounds: round_failed and round_code collect the failures since the last
  *   wait that saw everything done; that wait swaps them to 0.
  * - A waiter helps (concur_executor_help) before it parks, so a wait from
@@ -26,23 +35,49 @@
 
 #include <stdatomic.h>
 
-#define ST_WAITER 1u
-#define ST_ONE 2u
-#define ST_MAX (UINT32_MAX - 2 * ST_ONE)
+#define END_WAITER 1u
+#define END_ONE 2u
+/* ended's count is 31 bits wide. */
+#define END_MASK 0x7FFFFFFFu
+#define PENDING_MAX (UINT64_C(1) << 30)
+/* How often (in submits) a submitter checks PENDING_MAX. */
+#define CHECK_EVERY 4096u
+
+#define LINE 64
 
 struct concur_task_group {
-  concur_executor *ex;           /* immutable after init */
-  _Atomic uint32_t state;        /* atomic: pending * ST_ONE | ST_WAITER */
-  _Atomic uint64_t ok;           /* atomic */
+  concur_executor *ex; /* immutable after init */
+  char pad0[LINE];
+  _Atomic uint64_t submitted; /* atomic: submitters */
+  char pad1[LINE];
+  _Atomic uint32_t ended; /* atomic: completers (ended * END_ONE | waiter) */
+  _Atomic uint64_t ok;    /* atomic: completers */
+  char pad2[LINE];
   _Atomic uint64_t failed;       /* atomic */
   _Atomic uint64_t cancelled;    /* atomic */
+  _Atomic uint64_t rejected;     /* atomic: submits the executor refused */
   _Atomic uint64_t round_failed; /* atomic */
   _Atomic int round_code;        /* atomic: first failure of the round */
 };
 
+/* Counts one end (or refused submit); the caller's last access to g. */
+static void count_end(concur_task_group *g) {
+  _Atomic uint32_t *word = &g->ended;
+  uint32_t old = atomic_load_explicit(word, memory_order_relaxed);
+  /* release: publishes the outcome counted before. The waiter bit goes in
+   * the same step: a woken waiter sets it again if it must park again. */
+  while (!atomic_compare_exchange_weak_explicit(
+      word, &old, (old + END_ONE) & ~END_WAITER, memory_order_release,
+      memory_order_relaxed)) {
+  }
+  if (old & END_WAITER) {
+    concur__unpark(word, INT32_MAX);
+  }
+}
+
 static void group_done(void *ctx, concur__outcome outcome, int code) {
   concur_task_group *g = ctx;
-  /* Relaxed adds: published by the release subtract below. */
+  /* Relaxed adds: published by count_end's release. */
   if (outcome == CONCUR__OUTCOME_OK) {
     atomic_fetch_add_explicit(&g->ok, 1, memory_order_relaxed);
   } else if (outcome == CONCUR__OUTCOME_FAILED) {
@@ -55,11 +90,7 @@ static void group_done(void *ctx, concur__outcome outcome, int code) {
   } else {
     atomic_fetch_add_explicit(&g->cancelled, 1, memory_order_relaxed);
   }
-  _Atomic uint32_t *word = &g->state;
-  uint32_t w = atomic_fetch_sub_explicit(word, ST_ONE, memory_order_acq_rel);
-  if (w - ST_ONE == ST_WAITER) {
-    concur__unpark(word, INT32_MAX);
-  }
+  count_end(g);
 }
 
 int concur_task_group_new(concur_task_group **out, concur_executor *ex) {
@@ -79,13 +110,11 @@ int concur_task_group_new(concur_task_group **out, concur_executor *ex) {
   return 0;
 }
 
-/* Takes back a pending count that no on_done will give back. */
-static void drop_pending(concur_task_group *g) {
-  _Atomic uint32_t *word = &g->state;
-  uint32_t w = atomic_fetch_sub_explicit(word, ST_ONE, memory_order_acq_rel);
-  if (w - ST_ONE == ST_WAITER) {
-    concur__unpark(word, INT32_MAX);
-  }
+/* Tasks accepted and not ended, as of the two loads (ended first). */
+static uint64_t pending_now(concur_task_group *g, uint32_t ended) {
+  uint64_t submitted =
+      atomic_load_explicit(&g->submitted, memory_order_acquire);
+  return (submitted - ended / END_ONE) & END_MASK;
 }
 
 static int group_submit(concur_task_group *g, concur_task_fn fn, void *arg,
@@ -94,17 +123,23 @@ static int group_submit(concur_task_group *g, concur_task_fn fn, void *arg,
     return CONCUR_EINVAL;
   }
   /* Counted before the backend sees the task: on_done may run at once.
-   * Relaxed: the backend's hand-off orders these before the task ends. */
-  uint32_t w =
-      atomic_fetch_add_explicit(&g->state, ST_ONE, memory_order_relaxed);
-  if (w >= ST_MAX) {
-    drop_pending(g);
+   * Relaxed: the backend's hand-off orders it before the task ends, and a
+   * waiter on another thread cannot rely on a submit it did not see. */
+  uint64_t n =
+      atomic_fetch_add_explicit(&g->submitted, 1, memory_order_relaxed);
+  if (n % CHECK_EVERY == 0 &&
+      pending_now(g, atomic_load_explicit(&g->ended, memory_order_acquire)) >=
+          PENDING_MAX) {
+    atomic_fetch_add_explicit(&g->rejected, 1, memory_order_relaxed);
+    count_end(g);
     return CONCUR_EAGAIN;
   }
   concur__task_record rec = {fn, arg, cleanup, group_done, g};
   int rc = g->ex->ops->submit(g->ex, &rec, NULL);
   if (rc != 0) {
-    drop_pending(g); /* not accepted: no on_done will come */
+    /* Not accepted: no on_done will come; count it ended. */
+    atomic_fetch_add_explicit(&g->rejected, 1, memory_order_relaxed);
+    count_end(g);
   }
   return rc;
 }
@@ -124,11 +159,6 @@ int concur_task_group_submit_task(concur_task_group *group,
 
 /* Closes the round: 0 or CONCUR_ETASK with its first failure's code. */
 static int close_round(concur_task_group *g, int *code) {
-  /* A waiter bit left with nothing pending would make every later task's
-   * end a needless wake-up; a waiter still parked was woken already. */
-  uint32_t waiter_only = ST_WAITER;
-  atomic_compare_exchange_strong_explicit(
-      &g->state, &waiter_only, 0, memory_order_relaxed, memory_order_relaxed);
   uint64_t failed =
       atomic_exchange_explicit(&g->round_failed, 0, memory_order_relaxed);
   int first = atomic_exchange_explicit(&g->round_code, 0, memory_order_relaxed);
@@ -150,10 +180,10 @@ int concur_task_group_wait(concur_task_group *group, int64_t timeout_ns,
   }
   concur_task_group *g = group;
   for (;;) {
-    /* acquire: pairs with group_done's release subtract, so every outcome
-     * counted before it is visible. */
-    uint32_t w = atomic_load_explicit(&g->state, memory_order_acquire);
-    if (w < ST_ONE) {
+    /* acquire: pairs with count_end's release, so every outcome counted
+     * before it is visible. */
+    uint32_t w = atomic_load_explicit(&g->ended, memory_order_acquire);
+    if (pending_now(g, w) == 0) {
       return close_round(g, code);
     }
     if (concur__deadline_passed(deadline)) {
@@ -164,17 +194,18 @@ int concur_task_group_wait(concur_task_group *group, int64_t timeout_ns,
     if (concur_executor_help(g->ex) > 0) {
       continue;
     }
-    if ((w & ST_WAITER) == 0) {
-      if (!atomic_compare_exchange_weak_explicit(&g->state, &w, w | ST_WAITER,
-                                                 memory_order_acquire,
-                                                 memory_order_acquire)) {
-        continue;
-      }
-      w |= ST_WAITER;
+    if ((w & END_WAITER) == 0) {
+      /* Announce, then look again (the loop's next round) before parking:
+       * an end after the announcement changes the word, so the park
+       * returns at once, and sees the bit, so it wakes a parked waiter. */
+      (void)atomic_compare_exchange_weak_explicit(&g->ended, &w, w | END_WAITER,
+                                                  memory_order_acquire,
+                                                  memory_order_acquire);
+      continue;
     }
-    if (concur__park(&g->state, w, deadline, g) == CONCUR_ETIMEDOUT) {
-      w = atomic_load_explicit(&g->state, memory_order_acquire);
-      if (w < ST_ONE) {
+    if (concur__park(&g->ended, w, deadline, g) == CONCUR_ETIMEDOUT) {
+      w = atomic_load_explicit(&g->ended, memory_order_acquire);
+      if (pending_now(g, w) == 0) {
         return close_round(g, code);
       }
       return CONCUR_ETIMEDOUT;
@@ -188,11 +219,11 @@ int concur_task_group_get_counts(concur_task_group *group,
       out->size < sizeof(concur_task_group_counts)) {
     return CONCUR_EINVAL;
   }
-  /* No separate submitted counter: one atomic less on the hot path.
-   * Pending first, then the outcomes (a task ending meanwhile moves from
-   * the first to the second, so it may count twice, never zero times). */
-  out->pending =
-      atomic_load_explicit(&group->state, memory_order_acquire) / ST_ONE;
+  /* Pending first, then the outcomes (a task ending meanwhile moves from
+   * the first to the second, so it may count twice, never zero times). A
+   * submit in progress counts as pending until it returns. */
+  out->pending = pending_now(
+      group, atomic_load_explicit(&group->ended, memory_order_acquire));
   out->ok = atomic_load_explicit(&group->ok, memory_order_acquire);
   out->failed = atomic_load_explicit(&group->failed, memory_order_acquire);
   out->cancelled =

@@ -247,7 +247,6 @@ struct pool {
   pool_worker *workers; /* worker threads not yet gone */
   pool_worker *zombies; /* gone, not yet joined */
   int threads;          /* entries of `workers` */
-  int guests;
   uint64_t largest;
   uint64_t next_index;
   uint64_t retired_started; /* counters of gone workers */
@@ -260,6 +259,8 @@ struct pool {
   struct pool *reg_prev, *reg_next;
   bool registered;
 
+  /* atomic: guests inside (see guest_leave for the pairing). */
+  _Atomic int guests;
   _Atomic uint32_t term_word; /* atomic: 1 once terminated */
   _Atomic uint32_t pin_word;  /* atomic: 1 once the at-exit handler let go */
   void *raw;                  /* immutable: for concur__free */
@@ -864,7 +865,8 @@ static bool process_entry(pool *p, concur__pool_entry *e) {
 
 /* Under lock: true if the caller must complete the termination. */
 static bool should_terminate_locked(pool *p) {
-  if (p->terminating || p->threads != 0 || p->guests != 0 ||
+  if (p->terminating || p->threads != 0 ||
+      atomic_load_explicit(&p->guests, memory_order_seq_cst) != 0 ||
       !(atomic_load_explicit(&p->state, memory_order_relaxed) & ST_SHUT)) {
     return false;
   }
@@ -883,19 +885,29 @@ static void finish_termination(pool *p) {
   concur__unpark(&p->term_word, INT32_MAX);
 }
 
-static void guest_enter_locked(pool *p) {
-  p->guests++;
+/*
+ * Guests count themselves without the lock (help runs once per task a
+ * waiter helps with). Pairing: a leaving guest subtracts, then looks for
+ * ST_SHUT; a shutdown sets ST_SHUT, then (under lock, in
+ * should_terminate_locked, directly or after the last worker left) reads
+ * the count; all seq_cst, so one of the two sees the other and the last of
+ * them completes the termination. A guest that enters after termination
+ * finds the closed queue empty and leaves.
+ */
+static void guest_enter(pool *p) {
+  atomic_fetch_add_explicit(&p->guests, 1, memory_order_seq_cst);
 }
 
-static void guest_enter(pool *p) {
-  concur__mutex_lock(&p->lock, NULL);
-  guest_enter_locked(p);
-  concur__mutex_unlock(&p->lock);
+static void guest_enter_locked(pool *p) {
+  guest_enter(p);
 }
 
 static void guest_leave(pool *p) {
+  if (atomic_fetch_sub_explicit(&p->guests, 1, memory_order_seq_cst) != 1 ||
+      !(atomic_load_explicit(&p->state, memory_order_seq_cst) & ST_SHUT)) {
+    return;
+  }
   concur__mutex_lock(&p->lock, NULL);
-  p->guests--;
   bool term = should_terminate_locked(p);
   concur__mutex_unlock(&p->lock);
   if (term) {
@@ -2048,6 +2060,7 @@ int concur_thread_pool_new(concur_executor **out,
   atomic_init(&p->cancelled, 0);
   atomic_init(&p->rejected, 0);
   p->lock = (concur__mutex)CONCUR__MUTEX_INIT;
+  atomic_init(&p->guests, 0);
   atomic_init(&p->term_word, 0);
   atomic_init(&p->pin_word, 0);
   if (concur__pool_queue_init(&p->q) != 0) {
