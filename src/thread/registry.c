@@ -5,18 +5,21 @@
  * Design
  * - What it holds: the list of live concur threads (from the moment their
  *   start succeeds until their function and failure hook returned), the
- *   failure hook, and counters for identifiers, default names and fork
- *   generations. Everything is guarded by one concur__mutex, `reg_lock`,
- *   except the counters, which are atomics.
+ *   list of members (objects that exit must shut down: thread pools, see
+ *   registry.h), the failure hook, and counters for identifiers, default
+ *   names and fork generations. Everything is guarded by one concur__mutex,
+ * `reg_lock`, except the counters, which are atomics.
  * - Off the hot paths: the lock is taken when a thread starts and ends, by
  *   renames, counts and the failure hook, never by a join, a local or a
  *   once that has already run.
- * - Process exit: an atexit handler, registered at the first start, joins
+ * - Process exit: an atexit handler, registered at the first start or the
+ *   first member, first calls every member's at_exit (pinning it under the
+ *   lock, calling without it, so that a concurrent remove waits), then joins
  *   every non-daemon thread in the list, one at a time, taking a reference
- *   to it under the lock and joining without the lock, until none is left;
- *   threads started meanwhile are found on the next pass. A concur thread
- *   that calls exit() skips this (see thread.h), except in a forked child
- *   where the forking thread is the main thread.
+ *   to it under the lock and joining without the lock, until neither pass
+ *   finds anything; threads started meanwhile are found on the next pass. A
+ * concur thread that calls exit() skips this (see thread.h), except in a forked
+ * child where the forking thread is the main thread.
  * - Fork: pthread_atfork handlers, registered at the first start or the
  *   first once, take the lock in prepare, so the child always inherits a
  *   consistent list, and release it in the parent. The child resets the lock,
@@ -33,6 +36,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "thread/registry.h"
 #include "thread/thread_internal.h"
 
 #include <assert.h>
@@ -42,10 +46,11 @@
 
 /* The registry's lock and everything it guards. */
 static concur__mutex reg_lock = CONCUR__MUTEX_INIT;
-static concur_thread *reg_head;      /* guarded by reg_lock */
-static size_t reg_count;             /* guarded by reg_lock */
-static concur_excepthook_fn hook_fn; /* guarded by reg_lock; NULL: default */
-static void *hook_arg;               /* guarded by reg_lock */
+static concur_thread *reg_head;         /* guarded by reg_lock */
+static size_t reg_count;                /* guarded by reg_lock */
+static concur__reg_member *member_head; /* guarded by reg_lock */
+static concur_excepthook_fn hook_fn;    /* guarded by reg_lock; NULL: default */
+static void *hook_arg;                  /* guarded by reg_lock */
 
 /* Atomic counters. Relaxed is enough for all of them: each only has to hand
  * out distinct values, and nothing else is published through them. */
@@ -185,6 +190,9 @@ static void fork_child(void) {
       atomic_store_explicit(&self->reap, REAP_IDLE, memory_order_relaxed);
     }
   }
+  /* The inherited members have no threads here (their removal is a no-op:
+   * their generation is older). */
+  member_head = NULL;
   atomic_store_explicit(&reg_lock.state, 0, memory_order_relaxed);
 }
 
@@ -200,11 +208,38 @@ void concur__registry_init_fork(void) {
 
 /* ---- process exit ------------------------------------------------------- */
 
-static void join_at_exit(void) {
-  if (my_thread != NULL && concur__native_id() != (uint64_t)getpid()) {
-    /* A concur thread called exit(): the others may be waiting for it. */
-    return;
+enum { EXIT_UNSEEN = 0, EXIT_PINNED = 1, EXIT_RELEASED = 2 };
+
+/* Calls at_exit on every member not yet seen; true if it called any. */
+static bool members_at_exit(void) {
+  bool any = false;
+  for (;;) {
+    concur__registry_lock();
+    concur__reg_member *m = member_head;
+    while (m != NULL && m->exit_state != EXIT_UNSEEN) {
+      m = m->next;
+    }
+    if (m != NULL) {
+      m->exit_state = EXIT_PINNED; /* a concurrent remove waits for us */
+    }
+    concur__registry_unlock();
+    if (m == NULL) {
+      return any;
+    }
+    any = true;
+    m->at_exit(m);
+    concur__registry_lock();
+    m->exit_state = EXIT_RELEASED;
+    atomic_store_explicit(&m->released, 1, memory_order_release);
+    concur__registry_unlock();
+    /* Only the address is used: m may already be freed. */
+    concur__unpark(&m->released, INT32_MAX);
   }
+}
+
+/* Joins the non-daemon threads; true if it joined any. */
+static bool join_threads(void) {
+  bool any = false;
   for (;;) {
     concur__registry_lock();
     concur_thread *t = reg_head;
@@ -219,21 +254,91 @@ static void join_at_exit(void) {
     }
     concur__registry_unlock();
     if (t == NULL) {
-      return;
+      return any;
     }
+    any = true;
     concur__thread_wait_exit(t);
     concur__thread_unref(t);
   }
 }
 
+/*
+ * Process exit: the members first (Python shuts its executors down before
+ * it joins threads), then the threads; again while either pass found
+ * something (a joined thread may have made a pool, a pool's task a thread).
+ */
+static void at_exit(void) {
+  bool threads =
+      !(my_thread != NULL && concur__native_id() != (uint64_t)getpid());
+  /* A concur thread that called exit() joins no thread: the others may be
+   * waiting for it. */
+  for (;;) {
+    bool any = members_at_exit();
+    if (threads && join_threads()) {
+      any = true;
+    }
+    if (!any) {
+      return;
+    }
+  }
+}
+
 static void init_exit(void) {
-  if (atexit(join_at_exit) != 0) {
+  if (atexit(at_exit) != 0) {
     concur__panic("atexit failed: cannot register the join of threads");
   }
 }
 
 void concur__registry_init_exit(void) {
   (void)pthread_once(&exit_once, init_exit);
+}
+
+/* ---- members ------------------------------------------------------------ */
+
+void concur__registry_member_add(concur__reg_member *member,
+                                 void (*at_exit_fn)(concur__reg_member *)) {
+  concur__registry_init_fork();
+  concur__registry_init_exit();
+  member->at_exit = at_exit_fn;
+  member->exit_state = EXIT_UNSEEN;
+  atomic_init(&member->released, 0);
+  concur__registry_lock();
+  member->gen = concur__fork_generation();
+  member->prev = NULL;
+  member->next = member_head;
+  if (member_head != NULL) {
+    member_head->prev = member;
+  }
+  member_head = member;
+  member->listed = true;
+  concur__registry_unlock();
+}
+
+void concur__registry_member_remove(concur__reg_member *member) {
+  for (;;) {
+    concur__registry_lock();
+    if (member->exit_state != EXIT_PINNED ||
+        member->gen != concur__fork_generation()) {
+      break;
+    }
+    concur__registry_unlock();
+    /* The exit handler is shutting this member down: wait for it. */
+    while (atomic_load_explicit(&member->released, memory_order_acquire) == 0) {
+      (void)concur__park(&member->released, 0, CONCUR__NO_DEADLINE, NULL);
+    }
+  }
+  if (member->listed && member->gen == concur__fork_generation()) {
+    if (member->prev != NULL) {
+      member->prev->next = member->next;
+    } else {
+      member_head = member->next;
+    }
+    if (member->next != NULL) {
+      member->next->prev = member->prev;
+    }
+  }
+  member->listed = false;
+  concur__registry_unlock();
 }
 
 /* ---- identity of the calling thread ------------------------------------- */

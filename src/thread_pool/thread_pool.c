@@ -65,13 +65,17 @@
  *   while user code runs (tasks, hooks, cleanups, on_done, done callbacks),
  *   except that shutdown_now sets cancel-request flags on running futures
  *   under `lock`, which runs no code. Workers are spawned under `lock`.
- * - Fork and exit: see the registry at the end of the file.
+ * - Fork and exit: the pool is a member of the process registry
+ *   (thread/registry.h), which shuts it down at exit; a forked child has
+ *   no pool threads, and the inherited pools are not listed there.
  */
 #include "future/future_exec.h"
+#include "thread/registry.h"
 #include "thread_pool/pool_internal.h"
 
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -254,15 +258,12 @@ struct pool {
   uint64_t retired_failed;
   bool terminating;
 
-  /* The registry's lock (reg_lock): */
-  int exit_state; /* EXIT_*: what the at-exit handler did with it */
-  struct pool *reg_prev, *reg_next;
-  bool registered;
+  /* In the process registry (thread/registry.h), for process exit. */
+  concur__reg_member member;
 
   /* atomic: guests inside (see guest_leave for the pairing). */
   _Atomic int guests;
   _Atomic uint32_t term_word; /* atomic: 1 once terminated */
-  _Atomic uint32_t pin_word;  /* atomic: 1 once the at-exit handler let go */
   void *raw;                  /* immutable: for concur__free */
 };
 
@@ -274,8 +275,7 @@ static _Thread_local int tls_code;
 
 static const concur__executor_ops pool_ops;
 
-static void registry_add(pool *p);
-static void registry_remove(pool *p);
+static void pool_at_exit(concur__reg_member *member);
 
 /* ---- small helpers ---------------------------------------------------------
  */
@@ -1936,7 +1936,7 @@ static void pool_free(concur_executor *ex) {
     concur__panic("concur_executor_free called from a task of its own pool");
   }
   (void)pool_shutdown(ex, CONCUR_SHUTDOWN_WAIT);
-  registry_remove(p);
+  concur__registry_member_remove(&p->member);
   join_zombies(p);
   pool_destroy(p);
 }
@@ -2062,7 +2062,6 @@ int concur_thread_pool_new(concur_executor **out,
   p->lock = (concur__mutex)CONCUR__MUTEX_INIT;
   atomic_init(&p->guests, 0);
   atomic_init(&p->term_word, 0);
-  atomic_init(&p->pin_word, 0);
   if (concur__pool_queue_init(&p->q) != 0) {
     concur__free(p->raw);
     return CONCUR_ENOMEM;
@@ -2088,7 +2087,7 @@ int concur_thread_pool_new(concur_executor **out,
       return rc;
     }
   }
-  registry_add(p);
+  concur__registry_member_add(&p->member, pool_at_exit);
   *out = &p->base;
   return 0;
 }
@@ -2214,103 +2213,15 @@ int concur_thread_pool_max_workers(concur_executor *ex) {
   return atomic_load_explicit(&pool_of(ex)->max, memory_order_relaxed);
 }
 
-/* ---- the registry: live pools, for process exit and fork
- * ------------------------ */
-/*
- * Every live pool is on one list, guarded by reg_lock (a leaf, held only to
- * link, unlink and pin). At process exit an atexit handler (registered with
- * the first pool) shuts every pool down and waits for it, pinning it (under
- * reg_lock) so that a concurrent concur_executor_free waits for the handler
- * to let go. In a forked child the list and the lock start over: the
- * inherited pools have no threads there and must not be used.
- */
+/* ---- process exit
+ * ------------------------------------------------------------ */
 
-static concur__mutex reg_lock = CONCUR__MUTEX_INIT;
-static pool *reg_head; /* reg_lock */
-static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
-
-static void reg_prepare(void) {
-  concur__mutex_lock(&reg_lock, NULL);
-}
-
-static void reg_parent(void) {
-  (void)concur__mutex_unlock(&reg_lock);
-}
-
-static void reg_child(void) {
-  reg_lock = (concur__mutex)CONCUR__MUTEX_INIT;
-  reg_head = NULL;
-}
-
-enum { EXIT_UNSEEN = 0, EXIT_PINNED = 1, EXIT_RELEASED = 2 };
-
-static void reg_at_exit(void) {
-  for (;;) {
-    concur__mutex_lock(&reg_lock, NULL);
-    pool *p = reg_head;
-    while (p != NULL && p->exit_state != EXIT_UNSEEN) {
-      p = p->reg_next;
-    }
-    if (p != NULL) {
-      p->exit_state = EXIT_PINNED; /* a concurrent free waits for us */
-    }
-    concur__mutex_unlock(&reg_lock);
-    if (p == NULL) {
-      return;
-    }
-    unsigned flags = my_worker(p) != NULL ? 0u : CONCUR_SHUTDOWN_WAIT;
-    (void)pool_shutdown(&p->base, flags);
-    concur__mutex_lock(&reg_lock, NULL);
-    p->exit_state = EXIT_RELEASED;
-    atomic_store_explicit(&p->pin_word, 1, memory_order_release);
-    concur__mutex_unlock(&reg_lock);
-    /* Only the address is used: p may already be freed. */
-    concur__unpark(&p->pin_word, INT32_MAX);
-  }
-}
-
-static void reg_init(void) {
-  if (pthread_atfork(reg_prepare, reg_parent, reg_child) != 0 ||
-      atexit(reg_at_exit) != 0) {
-    concur__panic("cannot register the thread pools' fork and exit handlers");
-  }
-}
-
-static void registry_add(pool *p) {
-  pthread_once(&reg_once, reg_init);
-  concur__mutex_lock(&reg_lock, NULL);
-  p->reg_prev = NULL;
-  p->reg_next = reg_head;
-  if (reg_head != NULL) {
-    reg_head->reg_prev = p;
-  }
-  reg_head = p;
-  p->registered = true;
-  concur__mutex_unlock(&reg_lock);
-}
-
-static void registry_remove(pool *p) {
-  for (;;) {
-    concur__mutex_lock(&reg_lock, NULL);
-    if (p->exit_state != EXIT_PINNED) {
-      break;
-    }
-    concur__mutex_unlock(&reg_lock);
-    /* The at-exit handler is shutting this pool down: wait for it. */
-    while (atomic_load_explicit(&p->pin_word, memory_order_acquire) == 0) {
-      (void)concur__park(&p->pin_word, 0, CONCUR__NO_DEADLINE, NULL);
-    }
-  }
-  if (p->registered) {
-    if (p->reg_prev != NULL) {
-      p->reg_prev->reg_next = p->reg_next;
-    } else {
-      reg_head = p->reg_next;
-    }
-    if (p->reg_next != NULL) {
-      p->reg_next->reg_prev = p->reg_prev;
-    }
-    p->registered = false;
-  }
-  concur__mutex_unlock(&reg_lock);
+/* The registry calls this at process exit for every live pool (one at a
+ * time; a concurrent concur_executor_free waits for it): shut down, and
+ * wait unless the exiting thread is one of the pool's own workers. In a
+ * forked child the inherited pools are not listed. */
+static void pool_at_exit(concur__reg_member *member) {
+  pool *p = (pool *)(void *)((char *)member - offsetof(pool, member));
+  unsigned flags = my_worker(p) != NULL ? 0u : CONCUR_SHUTDOWN_WAIT;
+  (void)pool_shutdown(&p->base, flags);
 }
