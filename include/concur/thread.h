@@ -17,9 +17,10 @@
  * Process exit: when the process exits normally (return from main, exit()),
  * concur joins every non-daemon thread it started that is still running, as
  * Python's interpreter does, including threads started while it joins. The
- * join runs from an atexit handler registered at the first start, so it runs
- * before the atexit handlers registered earlier and after those registered
- * later. A concur thread that calls exit() itself skips the join (it would
+ * join runs from an atexit handler registered at the first start (or the
+ * first thread pool), so it runs before the atexit handlers registered
+ * earlier and after those registered later; the same handler first shuts
+ * down every live thread pool (concur/thread_pool.h). A concur thread that calls exit() itself skips the join (it would
  * otherwise wait for threads that may be waiting for it); so do _exit(),
  * quick_exit() and a fatal signal. In a forked child the forking thread is
  * the child's main thread, and its exit() does join.

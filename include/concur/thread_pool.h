@@ -91,10 +91,12 @@
  *
  * Process exit: at a normal process exit (return from main, exit()) every
  * live pool is shut down as by concur_executor_shutdown with
- * CONCUR_SHUTDOWN_WAIT, from an atexit handler registered when the first
- * pool is made: tasks already accepted still run (as in Python) and later
- * submits return CONCUR_ESHUTDOWN. A pool whose own worker called exit() is
- * shut down without waiting.
+ * CONCUR_SHUTDOWN_WAIT, by the library's atexit handler (registered when
+ * the first pool or thread is made), before it joins the non-daemon
+ * threads, as Python shuts its executors down before joining threads:
+ * tasks already accepted still run and later submits return
+ * CONCUR_ESHUTDOWN. A pool whose own worker called exit() is shut down
+ * without waiting.
  *
  * Test keys (for concur__test_await_parked in this library's own tests):
  * idle workers park with the executor pointer as key, submitters blocked by
