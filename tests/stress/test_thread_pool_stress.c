@@ -41,7 +41,7 @@ static void cycle_unrun(void *ctx, concur_task_fn fn, void *arg) {
 
 START_TEST(cycles_with_random_flags_add_up) {
   uint64_t rng = harness_seed();
-  long cycles = 2000 * harness_scale();
+  long cycles = 10000 * harness_scale();
   for (long cycle = 0; cycle < cycles; cycle++) {
     concur_thread_pool_options o = CONCUR_THREAD_POOL_OPTIONS_INIT;
     o.max_workers = 1 + (int)(harness_rand(&rng) % 4);
