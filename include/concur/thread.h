@@ -20,10 +20,11 @@
  * join runs from an atexit handler registered at the first start (or the
  * first thread pool), so it runs before the atexit handlers registered
  * earlier and after those registered later; the same handler first shuts
- * down every live thread pool (concur/thread_pool.h). A concur thread that calls exit() itself skips the join (it would
- * otherwise wait for threads that may be waiting for it); so do _exit(),
- * quick_exit() and a fatal signal. In a forked child the forking thread is
- * the child's main thread, and its exit() does join.
+ * down every live thread pool (concur/thread_pool.h). A concur thread that
+ * calls exit() itself skips the join (it would otherwise wait for threads that
+ * may be waiting for it); so do _exit(), quick_exit() and a fatal signal. In a
+ * forked child the forking thread is the child's main thread, and its exit()
+ * does join.
  *
  * What a daemon thread may still touch once exit has begun: daemon threads
  * are not waited for and keep running, in parallel with the atexit handlers
