@@ -150,13 +150,15 @@ int concur__pool_queue_init(concur__pool_queue *q);
 /* Frees every segment (no thread may use the queue any more). */
 void concur__pool_queue_destroy(concur__pool_queue *q);
 /*
- * Appends an entry (its ticket in *ticket, if not NULL): 0, CONCUR_ESHUTDOWN
+ * Appends the entry {future, *rec (NULL: all NULL), flags} (its ticket in
+ * *ticket, if not NULL): 0, CONCUR_ESHUTDOWN
  * (closed by a shutdown), CONCUR_EBROKEN (closed because the pool broke),
  * CONCUR_ENOMEM (a new segment was needed and could not be made; nothing was
  * appended).
  */
-int concur__pool_queue_push(concur__pool_queue *q,
-                            const concur__pool_entry *entry, uint64_t *ticket);
+int concur__pool_queue_push(concur__pool_queue *q, concur_future *future,
+                            const concur__task_record *rec, uint32_t flags,
+                            uint64_t *ticket);
 /*
  * Takes the oldest entry: true, or false when the queue is empty. Waits for
  * an entry whose producer has taken its ticket but not yet published it.

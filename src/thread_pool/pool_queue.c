@@ -203,22 +203,13 @@ static concur__pool_seg *find_seg(concur__pool_queue *q,
 }
 
 /*
- * An entry as words, field by field. Never memcpy: a wide load of a record
- * its caller has just written with narrower stores stalls on store
- * forwarding, every submit, and costs more than the rest of the push.
+ * An entry as words, field by field. Never memcpy, nor a struct copy: a
+ * wide load of a record its caller has just written with narrower stores
+ * stalls on store forwarding, every submit, and costs more than the rest
+ * of the push.
  */
 enum { W_FUTURE, W_FN, W_ARG, W_CLEANUP, W_ON_DONE, W_CTX, W_FLAGS, W_COUNT };
 _Static_assert(W_COUNT <= CONCUR__POOL_ENTRY_WORDS, "entry words");
-
-static void entry_to_words(const concur__pool_entry *e, uint64_t *w) {
-  w[W_FUTURE] = (uintptr_t)e->future;
-  w[W_FN] = (uintptr_t)e->rec.fn;
-  w[W_ARG] = (uintptr_t)e->rec.arg;
-  w[W_CLEANUP] = (uintptr_t)e->rec.cleanup;
-  w[W_ON_DONE] = (uintptr_t)e->rec.on_done;
-  w[W_CTX] = (uintptr_t)e->rec.ctx;
-  w[W_FLAGS] = e->flags;
-}
 
 static void words_to_entry(const uint64_t *w, concur__pool_entry *e) {
   e->future = (concur_future *)(uintptr_t)w[W_FUTURE];
@@ -231,10 +222,13 @@ static void words_to_entry(const uint64_t *w, concur__pool_entry *e) {
   e->flags = (uint32_t)w[W_FLAGS];
 }
 
-int concur__pool_queue_push(concur__pool_queue *q,
-                            const concur__pool_entry *entry, uint64_t *ticket) {
-  uint64_t words[W_COUNT];
-  entry_to_words(entry, words);
+int concur__pool_queue_push(concur__pool_queue *q, concur_future *future,
+                            const concur__task_record *rec, uint32_t flags,
+                            uint64_t *ticket) {
+  static const concur__task_record none = {NULL, NULL, NULL, NULL, NULL};
+  if (rec == NULL) {
+    rec = &none;
+  }
   for (;;) {
     uint64_t t = atomic_load_explicit(&q->tail, memory_order_acquire);
     if (t & CONCUR__POOL_TAIL_CLOSED) {
@@ -266,10 +260,21 @@ int concur__pool_queue_push(concur__pool_queue *q,
        * the full barriers of the ticket and the stamp) it is ours. */
       concur__prefetch_write(&seg->cells[t - base + PREFETCH_AHEAD]);
     }
-    for (size_t w = 0; w < W_COUNT; w++) {
-      /* Relaxed: published by the stamp's release below. */
-      atomic_store_explicit(&cell->words[w], words[w], memory_order_relaxed);
-    }
+    /* Relaxed: published by the stamp's release below. Field by field
+     * from the caller's record (see above). */
+    atomic_store_explicit(&cell->words[W_FUTURE], (uintptr_t)future,
+                          memory_order_relaxed);
+    atomic_store_explicit(&cell->words[W_FN], (uintptr_t)rec->fn,
+                          memory_order_relaxed);
+    atomic_store_explicit(&cell->words[W_ARG], (uintptr_t)rec->arg,
+                          memory_order_relaxed);
+    atomic_store_explicit(&cell->words[W_CLEANUP], (uintptr_t)rec->cleanup,
+                          memory_order_relaxed);
+    atomic_store_explicit(&cell->words[W_ON_DONE], (uintptr_t)rec->on_done,
+                          memory_order_relaxed);
+    atomic_store_explicit(&cell->words[W_CTX], (uintptr_t)rec->ctx,
+                          memory_order_relaxed);
+    atomic_store_explicit(&cell->words[W_FLAGS], flags, memory_order_relaxed);
     /* Publishes the entry (release); then the first half of the Dekker
      * pair with a consumer about to park for it (wait_published). */
     if (q->light) {

@@ -1426,14 +1426,18 @@ static void unmake_future(concur_future *f) {
   concur_future_unref(f);
 }
 
-/* Pushes an admitted entry. On failure the caller undoes the admission. */
-static int push_entry(pool *p, concur__pool_entry *e) {
+/* Pushes an admitted entry, whose record is *rec (e->rec on the slow path,
+ * the submitter's own on the fast one: no copy). On failure the caller
+ * undoes the admission. */
+static int push_entry(pool *p, concur__pool_entry *e,
+                      const concur__task_record *rec) {
   if (e->future != NULL) {
     pool_node *n = node_of(e->future);
     n->flags = e->flags | NODE_ACCEPTED | NODE_QUEUED;
   }
   uint64_t ticket;
-  int rc = concur__pool_queue_push(&p->q, e, &ticket);
+  int rc = concur__pool_queue_push(
+      &p->q, e->future, e->future != NULL ? NULL : rec, e->flags, &ticket);
   if (rc != 0) {
     if (e->future != NULL) {
       node_of(e->future)->flags = 0;
@@ -1506,7 +1510,7 @@ static int admit_slow(pool *p, concur__pool_entry *e) {
     if (claim_idle(p)) {
       concur__mutex_unlock(&p->lock);
       e->flags = CONCUR__ENTRY_HANDED;
-      rc = push_entry(p, e);
+      rc = push_entry(p, e, &e->rec);
       if (rc != 0) {
         refund_idle(p);
       }
@@ -1541,7 +1545,7 @@ static int admit_slow(pool *p, concur__pool_entry *e) {
       }
       concur__mutex_unlock(&p->lock);
       e->flags = p->bounded ? CONCUR__ENTRY_COUNTED : 0;
-      rc = push_entry(p, e);
+      rc = push_entry(p, e, &e->rec);
       if (rc != 0 && p->bounded) {
         release_room(p);
       }
@@ -1635,13 +1639,6 @@ static int pool_submit(concur_executor *ex, const concur__task_record *rec,
     if (rc != 0) {
       goto rejected;
     }
-    e.rec.fn = NULL; /* unused: the node has the record */
-    e.rec.arg = NULL;
-    e.rec.cleanup = NULL;
-    e.rec.on_done = NULL;
-    e.rec.ctx = NULL;
-  } else {
-    e.rec = *rec;
   }
   /* The fast path: enough workers alive and the queue (or an idle worker)
    * takes the task without the lock. */
@@ -1649,7 +1646,7 @@ static int pool_submit(concur_executor *ex, const concur__task_record *rec,
   if (alive > 0 &&
       alive >= atomic_load_explicit(&p->core, memory_order_relaxed)) {
     if (!p->bounded) {
-      rc = push_entry(p, &e);
+      rc = push_entry(p, &e, rec);
       /* seq_cst (after the push's seq_cst ticket): a worker retiring at
        * this moment either sees the entry or is seen gone here. */
       if (rc == 0 &&
@@ -1682,7 +1679,7 @@ static int pool_submit(concur_executor *ex, const concur__task_record *rec,
     }
     if (claim_idle(p)) {
       e.flags = CONCUR__ENTRY_HANDED;
-      rc = push_entry(p, &e);
+      rc = push_entry(p, &e, rec);
       if (rc == 0) {
         goto accepted;
       }
@@ -1691,13 +1688,19 @@ static int pool_submit(concur_executor *ex, const concur__task_record *rec,
     }
     if (reserve_room(p)) {
       e.flags = CONCUR__ENTRY_COUNTED;
-      rc = push_entry(p, &e);
+      rc = push_entry(p, &e, rec);
       if (rc == 0) {
         goto accepted;
       }
       release_room(p);
       goto undo;
     }
+  }
+  /* The slow path works on a copy of the record in the entry. */
+  if (e.future == NULL) {
+    e.rec = *rec;
+  } else {
+    e.rec = (concur__task_record){NULL, NULL, NULL, NULL, NULL};
   }
   rc = admit_slow(p, &e);
   if (rc == 0) {

@@ -227,10 +227,10 @@ typedef struct qarg {
 static void *q_producer(void *arg) {
   qarg *a = arg;
   for (long i = 0; i < a->c->per_producer; i++) {
-    concur__pool_entry e;
-    memset(&e, 0, sizeof e);
-    e.rec.arg = (void *)(intptr_t)(a->id * a->c->per_producer + i + 1);
-    while (concur__pool_queue_push(&a->c->q, &e, NULL) != 0) {
+    concur__task_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.arg = (void *)(intptr_t)(a->id * a->c->per_producer + i + 1);
+    while (concur__pool_queue_push(&a->c->q, NULL, &rec, 0, NULL) != 0) {
     }
   }
   atomic_fetch_sub(&a->c->producers_left, 1);
@@ -278,7 +278,8 @@ START_TEST(queue_many_producers_and_consumers_lose_nothing) {
   concur__pool_entry e;
   ck_assert(!concur__pool_queue_pop(&c.q, &e));
   concur__pool_queue_close(&c.q, false);
-  ck_assert_rc(concur__pool_queue_push(&c.q, &e, NULL), CONCUR_ESHUTDOWN);
+  ck_assert_rc(concur__pool_queue_push(&c.q, NULL, NULL, 0, NULL),
+               CONCUR_ESHUTDOWN);
   concur__pool_queue_destroy(&c.q);
 }
 END_TEST
