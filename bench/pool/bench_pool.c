@@ -428,6 +428,32 @@ static double omp_ff(long n) {
   return (double)(now_ns() - t0) / (double)n;
 }
 
+/* Not timed: the share of the tasks that libgomp ran in the creating
+ * thread itself (it runs a task at once, undeferred, when too many are
+ * queued), printed under the table to explain OpenMP's row. */
+static _Atomic long omp_in_creator;
+
+static double omp_creator_share(long n) {
+  atomic_store(&omp_in_creator, 0);
+  latch_reset(n);
+#pragma omp parallel num_threads(WORKERS + 1)
+#pragma omp single
+  {
+    int creator = omp_get_thread_num();
+    for (long i = 0; i < n; i++) {
+#pragma omp task firstprivate(creator)
+      {
+        if (omp_get_thread_num() == creator) {
+          atomic_fetch_add_explicit(&omp_in_creator, 1, memory_order_relaxed);
+        }
+        empty_task();
+      }
+    }
+  }
+  latch_wait();
+  return 100.0 * (double)atomic_load(&omp_in_creator) / (double)n;
+}
+
 static void omp_latency(bool busy, int n, double *out) {
   static probe probes[4096];
 #pragma omp parallel num_threads(WORKERS + 1)
@@ -706,6 +732,11 @@ int main(int argc, char **argv) {
     }
   }
   print_table();
+  if (only == NULL || strcmp(only, "OpenMP tasks (gcc)") == 0) {
+    printf("\nOpenMP ran %.0f%% of the fire-and-forget tasks in the thread "
+           "that created them (a separate, untimed run).\n",
+           omp_creator_share(n_tasks));
+  }
   printf("\nMedians of %d interleaved rounds; 1 submitting thread and %d "
          "workers each; %ld C tasks per run (Python: fewer, scaled per "
          "task). pthreadpool has no per-task submit: its row is one "

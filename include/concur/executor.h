@@ -510,6 +510,16 @@ CONCUR_API CONCUR_NODISCARD int concur_task_group_new(concur_task_group **out,
  * Submits a task into the group, fire-and-forget (no future: the cheapest
  * submit). Its cleanup, if any, runs when it ends, before the group counts
  * it done.
+ *
+ * Throttle: when the group already has more than 64 tasks pending per unit
+ * of the executor's parallelism (looked at once every 64 submits), the next
+ * 64 submits run their task at once in the calling thread, before returning
+ * 0 (as OpenMP runs a task in its creator when too many are queued), so a
+ * stream of small tasks keeps a short queue and the submitting thread
+ * works too. Such a task runs as any other (cleanup, counts, failures;
+ * concur_task_cancel_requested() is false in it) but never reaches the
+ * executor, whose stats do not count it. So a task of a group must not wait
+ * for something its submitting thread does after the submit returns.
  * @return 0; the executor's submit errors (the caller keeps arg);
  *         CONCUR_EAGAIN (2^30 tasks already pending in the group);
  *         CONCUR_EINVAL (group or fn NULL).

@@ -26,12 +26,23 @@
  * - A submit the executor refuses still adds to `ended` (and to
  *   `rejected`): `submitted` never goes down, so a waiter that already
  *   counted it sees the counts meet without it.
+ * - The throttle (OpenMP's, which runs a task in its creator when too many
+ *   are queued): once per RUN_HERE_EVERY submits a submitter reads the
+ *   completers' line; if more than RUN_HERE_BACKLOG tasks per unit of the
+ *   executor's parallelism are pending, its next RUN_HERE_EVERY submits run
+ *   their task in place, at once, in the submitting thread. Such a task never
+ *   reaches the executor (its counters do not see it) and is never pending:
+ *   it only adds to ok_here (on the submitters' line) or to the failures.
+ *   So a stream of tiny tasks keeps a backlog that fits in cache, and the
+ *   submitter's core works on it instead of queueing faster than the
+ *   workers can drain.
  * - Rounds: round_failed and round_code collect the failures since the last
  *   wait that saw everything done; that wait swaps them to 0.
  * - A waiter helps (concur_executor_help) before it parks, so a wait from
  *   inside one of the executor's own tasks still makes progress.
  */
 #include "executor/executor_algo.h"
+#include "future/future_exec.h"
 
 #include <stdatomic.h>
 
@@ -44,11 +55,19 @@
 #define CHECK_EVERY 4096u
 
 #define LINE 64
+/* The throttle: every RUN_HERE_EVERY submits a submitter looks at the
+ * backlog; above RUN_HERE_BACKLOG pending tasks per unit of the executor's
+ * parallelism, it runs the next RUN_HERE_EVERY tasks in place. */
+#define RUN_HERE_EVERY 64u
+#define RUN_HERE_BACKLOG 64
 
 struct concur_task_group {
-  concur_executor *ex; /* immutable after init */
+  concur_executor *ex;     /* immutable after init */
+  uint64_t inline_backlog; /* immutable after init: see run_here */
   char pad0[LINE];
   _Atomic uint64_t submitted; /* atomic: submitters */
+  _Atomic uint64_t ok_here;   /* atomic: tasks run by their submitter, ok */
+  _Atomic uint32_t run_here;  /* atomic: submits left to run in place */
   char pad1[LINE];
   _Atomic uint32_t ended; /* atomic: completers (ended * END_ONE | waiter) */
   _Atomic uint64_t ok;    /* atomic: completers */
@@ -75,18 +94,21 @@ static void count_end(concur_task_group *g) {
   }
 }
 
+static void count_failure(concur_task_group *g, int code) {
+  atomic_fetch_add_explicit(&g->failed, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&g->round_failed, 1, memory_order_relaxed);
+  int zero = 0;
+  atomic_compare_exchange_strong_explicit(
+      &g->round_code, &zero, code, memory_order_relaxed, memory_order_relaxed);
+}
+
 static void group_done(void *ctx, concur__outcome outcome, int code) {
   concur_task_group *g = ctx;
   /* Relaxed adds: published by count_end's release. */
   if (outcome == CONCUR__OUTCOME_OK) {
     atomic_fetch_add_explicit(&g->ok, 1, memory_order_relaxed);
   } else if (outcome == CONCUR__OUTCOME_FAILED) {
-    atomic_fetch_add_explicit(&g->failed, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&g->round_failed, 1, memory_order_relaxed);
-    int zero = 0;
-    atomic_compare_exchange_strong_explicit(&g->round_code, &zero, code,
-                                            memory_order_relaxed,
-                                            memory_order_relaxed);
+    count_failure(g, code);
   } else {
     atomic_fetch_add_explicit(&g->cancelled, 1, memory_order_relaxed);
   }
@@ -106,6 +128,8 @@ int concur_task_group_new(concur_task_group **out, concur_executor *ex) {
     return CONCUR_ENOMEM;
   }
   g->ex = ex;
+  g->inline_backlog =
+      (uint64_t)RUN_HERE_BACKLOG * (uint64_t)concur_executor_parallelism(ex);
   *out = g;
   return 0;
 }
@@ -117,22 +141,61 @@ static uint64_t pending_now(concur_task_group *g, uint32_t ended) {
   return (submitted - ended / END_ONE) & END_MASK;
 }
 
+/* Never set: a task run by its submitter gets no cancel request. */
+static const _Atomic uint32_t no_cancel;
+
+/*
+ * Runs a task in the submitting thread, at once (see run_here in the file
+ * comment). It never reaches the executor; the group counts it.
+ */
+static void run_in_place(concur_task_group *g, concur_task_fn fn, void *arg,
+                         concur_cleanup_fn cleanup) {
+  concur__task_frame frame;
+  concur__task_enter(&frame, &no_cancel, 1);
+  void *result = NULL;
+  int code = fn(arg, &result);
+  concur__task_leave(&frame);
+  if (cleanup != NULL) {
+    cleanup(arg, result);
+  }
+  if (code == 0) {
+    atomic_fetch_add_explicit(&g->ok_here, 1, memory_order_relaxed);
+  } else {
+    count_failure(g, code);
+  }
+}
+
 static int group_submit(concur_task_group *g, concur_task_fn fn, void *arg,
                         concur_cleanup_fn cleanup) {
   if (g == NULL || fn == NULL) {
     return CONCUR_EINVAL;
+  }
+  /* Relaxed load and store, not a read-modify-write: with several
+   * submitters the count is approximate, which only moves the throttle. */
+  uint32_t here = atomic_load_explicit(&g->run_here, memory_order_relaxed);
+  if (here > 0) {
+    atomic_store_explicit(&g->run_here, here - 1, memory_order_relaxed);
+    if (!g->ex->ops->is_shutdown(g->ex)) {
+      run_in_place(g, fn, arg, cleanup);
+      return 0;
+    }
   }
   /* Counted before the backend sees the task: on_done may run at once.
    * Relaxed: the backend's hand-off orders it before the task ends, and a
    * waiter on another thread cannot rely on a submit it did not see. */
   uint64_t n =
       atomic_fetch_add_explicit(&g->submitted, 1, memory_order_relaxed);
-  if (n % CHECK_EVERY == 0 &&
-      pending_now(g, atomic_load_explicit(&g->ended, memory_order_acquire)) >=
-          PENDING_MAX) {
-    atomic_fetch_add_explicit(&g->rejected, 1, memory_order_relaxed);
-    count_end(g);
-    return CONCUR_EAGAIN;
+  if (n % CHECK_EVERY == 0 || n % RUN_HERE_EVERY == RUN_HERE_EVERY - 1) {
+    uint64_t pending =
+        pending_now(g, atomic_load_explicit(&g->ended, memory_order_acquire));
+    if (n % CHECK_EVERY == 0 && pending >= PENDING_MAX) {
+      atomic_fetch_add_explicit(&g->rejected, 1, memory_order_relaxed);
+      count_end(g);
+      return CONCUR_EAGAIN;
+    }
+    if (pending > g->inline_backlog) {
+      atomic_store_explicit(&g->run_here, RUN_HERE_EVERY, memory_order_relaxed);
+    }
   }
   concur__task_record rec = {fn, arg, cleanup, group_done, g};
   int rc = g->ex->ops->submit(g->ex, &rec, NULL);
@@ -224,7 +287,8 @@ int concur_task_group_get_counts(concur_task_group *group,
    * submit in progress counts as pending until it returns. */
   out->pending = pending_now(
       group, atomic_load_explicit(&group->ended, memory_order_acquire));
-  out->ok = atomic_load_explicit(&group->ok, memory_order_acquire);
+  out->ok = atomic_load_explicit(&group->ok, memory_order_acquire) +
+            atomic_load_explicit(&group->ok_here, memory_order_acquire);
   out->failed = atomic_load_explicit(&group->failed, memory_order_acquire);
   out->cancelled =
       atomic_load_explicit(&group->cancelled, memory_order_acquire);

@@ -1105,6 +1105,113 @@ START_TEST(group_counts_tasks_cancelled_by_shutdown) {
 }
 END_TEST
 
+/* Records where it ran; fails with code 7 when the group's record says so. */
+typedef struct here_log {
+  pthread_t submitter;
+  _Atomic long runs;
+  _Atomic long here;           /* runs in the submitting thread */
+  _Atomic long saw_cancel_req; /* runs that saw a cancel request */
+} here_log;
+
+static int task_note_thread(void *arg, void **result) {
+  (void)result;
+  here_log *l = arg;
+  atomic_fetch_add(&l->runs, 1);
+  if (pthread_equal(pthread_self(), l->submitter)) {
+    atomic_fetch_add(&l->here, 1);
+  }
+  if (concur_task_cancel_requested()) {
+    atomic_fetch_add(&l->saw_cancel_req, 1);
+  }
+  return 7;
+}
+
+/* The throttle: with the only worker blocked, a long stream of submits
+ * makes the submitter run tasks itself; they count in the group (failures
+ * included), run their cleanup, and bypass the executor's counters. */
+START_TEST(group_throttle_runs_tasks_in_the_submitter) {
+  concur_executor *ex = make_exec(KIND_POOL1);
+  concur_task_group *g = NULL;
+  ck_assert_rc(concur_task_group_new(&g, ex), 0);
+  gate gt;
+  gate_init(&gt);
+  ck_assert_rc(concur_task_group_submit(g, task_gate, &gt), 0);
+  ck_assert_rc(concur_event_wait(gt.started, HARNESS_LONG_NS), 0);
+  here_log l = {pthread_self(), 0, 0, 0};
+  atomic_store(&cleanups, 0);
+  const long n = 400;
+  concur_task t = CONCUR_TASK_INIT(task_note_thread, &l);
+  t.cleanup = count_cleanup;
+  for (long i = 0; i < n; i++) {
+    ck_assert_rc(concur_task_group_submit_task(g, &t), 0);
+  }
+  /* The worker is still blocked: whatever ran, ran here, at once, with its
+   * cleanup, and is counted already. */
+  long here = atomic_load(&l.here);
+  ck_assert_int_gt(here, 0);
+  ck_assert_int_eq(atomic_load(&l.runs), here);
+  ck_assert_int_eq(atomic_load(&cleanups), here);
+  concur_task_group_counts c = CONCUR_TASK_GROUP_COUNTS_INIT;
+  ck_assert_rc(concur_task_group_get_counts(g, &c), 0);
+  ck_assert_uint_eq(c.failed, (uint64_t)here);
+  ck_assert_uint_eq(c.pending, (uint64_t)(n + 1 - here));
+  ck_assert_uint_eq(c.submitted, (uint64_t)(n + 1));
+  (void)concur_event_set(gt.open);
+  int code = 0;
+  ck_assert_rc(concur_task_group_wait(g, HARNESS_LONG_NS, &code), CONCUR_ETASK);
+  ck_assert_int_eq(code, 7);
+  ck_assert_int_eq(atomic_load(&l.runs), n);
+  ck_assert_int_eq(atomic_load(&l.saw_cancel_req), 0);
+  ck_assert_int_eq(atomic_load(&cleanups), n);
+  ck_assert_rc(concur_task_group_get_counts(g, &c), 0);
+  ck_assert_uint_eq(c.ok, 1);
+  ck_assert_uint_eq(c.failed, (uint64_t)n);
+  ck_assert_uint_eq(c.pending, 0);
+  /* The executor saw only the tasks that reached it. */
+  ck_assert_rc(concur_executor_shutdown(ex, CONCUR_SHUTDOWN_WAIT), 0);
+  concur_executor_stats st = CONCUR_EXECUTOR_STATS_INIT;
+  ck_assert_rc(concur_executor_get_stats(ex, &st), 0);
+  ck_assert_uint_eq(st.submitted, (uint64_t)(n + 1 - here));
+  /* Once the executor is shut down, nothing runs in place: the submit is
+   * refused as the executor refuses it. */
+  for (int i = 0; i < 200; i++) {
+    ck_assert_rc(concur_task_group_submit(g, task_count, &l.runs),
+                 CONCUR_ESHUTDOWN);
+  }
+  ck_assert_int_eq(atomic_load(&l.runs), n);
+  concur_task_group_free(g);
+  gate_destroy(&gt);
+  concur_executor_free(ex);
+}
+END_TEST
+
+/* Short bursts, as most groups see, never run in the submitter. */
+START_TEST(group_throttle_leaves_short_bursts_alone) {
+  concur_executor *ex = make_exec(KIND_POOL1);
+  concur_task_group *g = NULL;
+  ck_assert_rc(concur_task_group_new(&g, ex), 0);
+  gate gt;
+  gate_init(&gt);
+  ck_assert_rc(concur_task_group_submit(g, task_gate, &gt), 0);
+  ck_assert_rc(concur_event_wait(gt.started, HARNESS_LONG_NS), 0);
+  here_log l = {pthread_self(), 0, 0, 0};
+  for (int i = 0; i < 62; i++) {
+    ck_assert_rc(concur_task_group_submit(g, task_note_thread, &l), 0);
+  }
+  ck_assert_int_eq(atomic_load(&l.runs), 0);
+  (void)concur_event_set(gt.open);
+  ck_assert_rc(concur_task_group_wait(g, HARNESS_LONG_NS, NULL), CONCUR_ETASK);
+  ck_assert_int_eq(atomic_load(&l.runs), 62);
+  /* (The wait itself helps: the tasks it ran are not in place.) */
+  concur_executor_stats st = CONCUR_EXECUTOR_STATS_INIT;
+  ck_assert_rc(concur_executor_get_stats(ex, &st), 0);
+  ck_assert_uint_eq(st.submitted, 63);
+  concur_task_group_free(g);
+  gate_destroy(&gt);
+  concur_executor_free(ex);
+}
+END_TEST
+
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("executor");
   TCase *tc = harness_tcase("interface_and_inline", 30);
@@ -1185,6 +1292,8 @@ Suite *concur_test_suite(void) {
   tcase_add_loop_test(tc, group_cleanups_run_before_wait_returns, 0,
                       KIND_COUNT);
   tcase_add_test(tc, group_wait_blocks_times_out_and_wakes);
+  tcase_add_test(tc, group_throttle_runs_tasks_in_the_submitter);
+  tcase_add_test(tc, group_throttle_leaves_short_bursts_alone);
   tcase_add_loop_test(tc, group_counts_tasks_cancelled_by_shutdown, 0,
                       ONE_WORKER_COUNT);
   suite_add_tcase(s, tc);
