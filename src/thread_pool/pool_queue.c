@@ -386,6 +386,48 @@ bool concur__pool_queue_try_pop(concur__pool_queue *q,
   return pop(q, out, false);
 }
 
+int concur__pool_queue_read_run(concur__pool_queue *q, concur__pool_entry *out,
+                                int max, uint64_t *first) {
+  for (;;) {
+    uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
+    uint64_t base;
+    concur__pool_seg *seg = find_seg(q, &q->head_seg, &q->head, h, &base);
+    if (seg == NULL) {
+      continue;
+    }
+    int m = 0;
+    while (m < max && h - base + (uint64_t)m < CONCUR__POOL_SEG_CELLS) {
+      concur__pool_cell *cell = &seg->cells[h - base + (uint64_t)m];
+      /* acquire: the words written before the stamp are visible. */
+      if (atomic_load_explicit(&cell->stamp, memory_order_acquire) !=
+          h + (uint64_t)m + 1) {
+        break;
+      }
+      uint64_t words[W_COUNT];
+      for (size_t w = 0; w < W_COUNT; w++) {
+        words[w] = atomic_load_explicit(&cell->words[w], memory_order_relaxed);
+      }
+      /* After the first, only plain fire-and-forget entries. */
+      if (m > 0 && (words[W_FUTURE] != 0 || words[W_ON_DONE] != 0 ||
+                    words[W_FLAGS] != 0)) {
+        break;
+      }
+      words_to_entry(words, &out[m]);
+      m++;
+    }
+    *first = h;
+    return m;
+  }
+}
+
+bool concur__pool_queue_take(concur__pool_queue *q, uint64_t first, int n) {
+  /* Only a successful compare-and-swap makes the copies the caller's: if a
+   * cell was recycled meanwhile, head has moved and this fails. */
+  return atomic_compare_exchange_strong_explicit(
+      &q->head, &first, first + (uint64_t)n, memory_order_seq_cst,
+      memory_order_relaxed);
+}
+
 bool concur__pool_queue_peek(concur__pool_queue *q, uint32_t ahead) {
   uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
   uint64_t t = h + ahead;

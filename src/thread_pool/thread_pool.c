@@ -42,6 +42,28 @@
  *   Push-then-look (submitter: seq_cst ticket, then the parked count)
  *   against announce-then-look (worker: seq_cst parked count, then the
  *   queue) is a Dekker pair: one of the two always sees the other.
+ * - Batches: a worker that finds a run of published entries while every
+ *   worker is busy takes up to BATCH_MAX plain fire-and-forget entries (no
+ *   future, no on_done, no flags: nothing can wait on, cancel or help them)
+ *   behind the one it pops, with the same compare-and-swap of head, and
+ *   runs them next: one claim and one pass over the cells for several tiny
+ *   tasks. They are out of the queue but not started, so shutdown_now and
+ *   shutdown(CANCEL_FUTURES) take them back: a worker claims each of them
+ *   with a compare-and-swap of its `bnext` (its own line), and a thief,
+ *   under `lock` once the queue is closed, swaps `bnext` to BATCH_STOLEN and
+ *   takes the rest (before draining the queue, to keep the order, and again
+ *   after). A worker marks `bnext` BATCH_TAKING
+ *   before the claim that takes a batch and publishes it after, so a thief
+ *   that comes after the drain waits for a batch in flight (it parks on
+ *   `bnext`; the worker runs no user code meanwhile). No new batch can be
+ *   taken from a closed, drained queue, so the second pass finds the last
+ *   ones. The thief resets `bnext` to BATCH_IDLE when it has copied the
+ *   entries, and only then may the worker take another batch. A
+ *   worker takes a batch only when no other worker is idle (parked or
+ *   spinning), deciding after it marked TAKING; a worker about to sleep
+ *   announces itself, then takes any batch another worker has not started
+ *   (steal_for_self): a batch never waits behind a long task while a
+ *   worker sleeps.
  * - Side parties: a queued future may be cancelled by anyone (its
  *   cancel hook counts it, in the cancelling thread), or run by a thread that
  *   blocks on it (the help hook, which makes that thread a guest while it
@@ -117,6 +139,13 @@
 #define STREAM_GAP 8
 #define STREAM_GAP_MAX 32
 #define STREAM_LOOKS 8
+/* Batches: at most this many plain fire-and-forget entries taken behind a
+ * worker's entry; and the states of pool_worker.bnext beside its indices. */
+#define BATCH_MAX 7u
+#define BATCH_IDLE UINT32_MAX
+#define BATCH_STOLEN (UINT32_MAX - 1)
+#define BATCH_TAKING (UINT32_MAX - 2)
+#define BATCH_WAITED (UINT32_MAX - 3)
 /* How long a popper spins for a side party before parking. */
 #define SIDE_SPINS 128
 
@@ -196,6 +225,13 @@ struct pool_worker {
   /* atomic: the future being run (depth 1), | BORROWED while shutdown_now
    * is setting its cancel request. */
   _Atomic uintptr_t current;
+  /* The batch (see "Batches" in the file comment): BATCH_IDLE, BATCH_TAKING
+   * (or BATCH_WAITED: a thief waits), BATCH_STOLEN, or the index of its
+   * next entry to run. atomic. */
+  _Atomic uint32_t bnext;
+  uint32_t blen;   /* written while TAKING, published by bnext */
+  uint32_t stolen; /* the worker's own: a batch it took from another */
+  concur__pool_entry batch[BATCH_MAX];
   /* Written by this worker only (relaxed load + release store); read by
    * get_stats. */
   alignas(CONCUR__POOL_CACHE_LINE) _Atomic uint64_t started;
@@ -983,6 +1019,9 @@ static int start_worker_locked(pool *p, const concur__pool_entry *first) {
   atomic_init(&w->wake, 0);
   atomic_init(&w->borrow, 0);
   atomic_init(&w->current, 0);
+  atomic_init(&w->bnext, BATCH_IDLE);
+  w->blen = 0;
+  w->stolen = 0;
   atomic_init(&w->started, 0);
   atomic_init(&w->completed, 0);
   atomic_init(&w->failed, 0);
@@ -1096,6 +1135,8 @@ static void unpark_self(pool *p, pool_worker *w) {
   concur__mutex_unlock(&p->park_lock);
   w->spinning = true;
 }
+
+static uint32_t steal_for_self(pool *p, pool_worker *w);
 
 /* What try_retire decided. */
 typedef enum retire_result {
@@ -1249,6 +1290,12 @@ static bool idle_wait(pool *p, pool_worker *w) {
     w->exact = true; /* what it saw may still be being written */
     return false;
   }
+  uint32_t stolen = steal_for_self(p, w);
+  if (stolen != 0) {
+    unpark_self(p, w);
+    w->stolen = stolen;
+    return false;
+  }
   int alive = atomic_load_explicit(&p->alive, memory_order_relaxed);
   bool may_retire =
       p->idle_timeout_ns != CONCUR_FOREVER &&
@@ -1277,6 +1324,177 @@ static bool idle_wait(pool *p, pool_worker *w) {
 
 static void break_pool(pool *p);
 
+/* The worker leaves BATCH_TAKING for `to`, waking a thief that waits. */
+static void end_taking(pool_worker *w, uint32_t to) {
+  /* release: publishes the batch (to = 0) to a thief's acquire. */
+  uint32_t old = atomic_exchange_explicit(&w->bnext, to, memory_order_acq_rel);
+  if (old == BATCH_WAITED) {
+    concur__unpark(&w->bnext, INT32_MAX);
+  }
+}
+
+/*
+ * A worker's fast pop: the oldest entry, if it is published, and behind it
+ * a batch of plain fire-and-forget entries when every worker is busy (the
+ * number in *extras). False when the oldest is not published yet.
+ */
+static bool take_next(pool *p, pool_worker *w, concur__pool_entry *e,
+                      uint32_t *extras) {
+  concur__pool_entry run[BATCH_MAX + 1];
+  int32_t self = w->spinning ? 1 : 0;
+  /* A hint first (relaxed), to skip the marking when a batch is unlikely
+   * to be allowed; the decision is made after marking, below. */
+  bool may_batch =
+      atomic_load_explicit(&p->parked, memory_order_relaxed) == 0 &&
+      atomic_load_explicit(&p->spinning, memory_order_relaxed) <= self;
+  *extras = 0;
+  for (;;) {
+    uint64_t first;
+    int m = concur__pool_queue_read_run(
+        &p->q, run, may_batch ? (int)BATCH_MAX + 1 : 1, &first);
+    if (m == 0) {
+      return false;
+    }
+    bool batch = false;
+    if (m > 1) {
+      uint32_t idle = BATCH_IDLE;
+      /* seq_cst: marked before the claim below (see "Batches"). */
+      batch = atomic_compare_exchange_strong_explicit(
+          &w->bnext, &idle, BATCH_TAKING, memory_order_seq_cst,
+          memory_order_relaxed);
+      /* seq_cst: marked, then look for idle workers; an idle worker
+       * announces itself, then looks at the batches (steal_for_self). One
+       * of the two sees the other: no batch is left behind a worker that
+       * went to sleep. */
+      if (batch &&
+          (atomic_load_explicit(&p->parked, memory_order_seq_cst) != 0 ||
+           atomic_load_explicit(&p->spinning, memory_order_seq_cst) > self)) {
+        end_taking(w, BATCH_IDLE);
+        batch = false;
+      }
+      if (!batch) {
+        m = 1;
+      }
+    }
+    if (!concur__pool_queue_take(&p->q, first, m)) {
+      if (batch) {
+        end_taking(w, BATCH_IDLE);
+      }
+      continue;
+    }
+    *e = run[0];
+    if (batch) {
+      for (int i = 1; i < m; i++) {
+        w->batch[i - 1] = run[i];
+      }
+      w->blen = (uint32_t)(m - 1);
+      *extras = (uint32_t)(m - 1);
+      end_taking(w, 0);
+    }
+    return true;
+  }
+}
+
+/* Runs the batch taken with the last entry, unless a thief takes it back. */
+static void run_batch(pool *p, pool_worker *w, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t cur = i;
+    /* acq_rel: claims entry i against a thief's swap. */
+    if (!atomic_compare_exchange_strong_explicit(&w->bnext, &cur, i + 1,
+                                                 memory_order_acq_rel,
+                                                 memory_order_relaxed)) {
+      return; /* taken back: the thief resets bnext when it is done */
+    }
+    w->run++;
+    (void)process_entry(p, &w->batch[i]);
+  }
+  uint32_t end = n;
+  (void)atomic_compare_exchange_strong_explicit(
+      &w->bnext, &end, BATCH_IDLE, memory_order_release, memory_order_relaxed);
+}
+
+/*
+ * A thief, under lock: takes the batch entries of w that no one started
+ * into out (at most BATCH_MAX). Returns how many. blen and the entries are
+ * read after the swap, so if w finished a batch and took another with the
+ * same next index meanwhile, the thief takes the new one whole: none of it
+ * started either.
+ */
+static uint32_t steal_batch_locked(pool_worker *w, concur__pool_entry *out) {
+  for (;;) {
+    /* seq_cst: the second half of steal_for_self's pair with take_next. */
+    uint32_t v = atomic_load_explicit(&w->bnext, memory_order_seq_cst);
+    if (v == BATCH_TAKING || v == BATCH_WAITED) {
+      if (v == BATCH_TAKING &&
+          !atomic_compare_exchange_strong_explicit(&w->bnext, &v, BATCH_WAITED,
+                                                   memory_order_acquire,
+                                                   memory_order_relaxed)) {
+        continue;
+      }
+      /* The worker is between its claim and its publish: no user code. */
+      (void)concur__park(&w->bnext, BATCH_WAITED, CONCUR__NO_DEADLINE, NULL);
+      continue;
+    }
+    if (v > BATCH_MAX) {
+      return 0; /* idle (or stolen, which only this thread does) */
+    }
+    /* acquire: blen and the entries, published with the index. */
+    if (!atomic_compare_exchange_strong_explicit(&w->bnext, &v, BATCH_STOLEN,
+                                                 memory_order_acq_rel,
+                                                 memory_order_relaxed)) {
+      continue;
+    }
+    uint32_t n = w->blen > v ? w->blen - v : 0;
+    for (uint32_t i = 0; i < n; i++) {
+      out[i] = w->batch[v + i];
+    }
+    /* release: the worker may write the batch again once it sees this. */
+    atomic_store_explicit(&w->bnext, BATCH_IDLE, memory_order_release);
+    return n;
+  }
+}
+
+/*
+ * An idle worker that has announced itself parked takes another worker's
+ * batch into its own, so that entries taken behind a long task still run
+ * while workers are idle. Under lock: thieves take turns, so the only
+ * worker a thief can find TAKING is one inside take_next, which holds no
+ * lock and runs no user code until it publishes. Returns how many it took.
+ */
+static uint32_t steal_for_self(pool *p, pool_worker *w) {
+  concur__pool_entry got[BATCH_MAX];
+  uint32_t n = 0;
+  concur__mutex_lock(&p->lock, NULL);
+  uint32_t idle = BATCH_IDLE;
+  if (atomic_compare_exchange_strong_explicit(&w->bnext, &idle, BATCH_TAKING,
+                                              memory_order_seq_cst,
+                                              memory_order_relaxed)) {
+    for (pool_worker *v = p->workers; v != NULL && n == 0; v = v->next) {
+      if (v != w) {
+        n = steal_batch_locked(v, got);
+      }
+    }
+    for (uint32_t i = 0; i < n; i++) {
+      w->batch[i] = got[i];
+    }
+    w->blen = n;
+    end_taking(w, n != 0 ? 0 : BATCH_IDLE);
+  }
+  concur__mutex_unlock(&p->lock);
+  return n;
+}
+
+/* Takes back one worker's batch (any): how many entries, in out. */
+static uint32_t steal_one_batch(pool *p, concur__pool_entry *out) {
+  uint32_t n = 0;
+  concur__mutex_lock(&p->lock, NULL);
+  for (pool_worker *w = p->workers; w != NULL && n == 0; w = w->next) {
+    n = steal_batch_locked(w, out);
+  }
+  concur__mutex_unlock(&p->lock);
+  return n;
+}
+
 static void worker_loop(pool *p, pool_worker *w) {
   concur__pool_entry e;
   for (;;) {
@@ -1285,8 +1503,17 @@ static void worker_loop(pool *p, pool_worker *w) {
     }
     /* The fast pop, unless a look before parking saw an entry still being
      * written: then the pop that waits for it. */
+    if (w->stolen != 0) {
+      uint32_t n = w->stolen;
+      w->stolen = 0;
+      w->run = 0;
+      settle_pop(p, w, 0);
+      run_batch(p, w, n);
+      continue;
+    }
+    uint32_t extras = 0;
     bool got = w->exact ? concur__pool_queue_pop(&p->q, &e)
-                        : concur__pool_queue_try_pop(&p->q, &e);
+                        : take_next(p, w, &e, &extras);
     w->exact = false;
     if (got) {
       w->run++;
@@ -1297,6 +1524,9 @@ static void worker_loop(pool *p, pool_worker *w) {
         wake_after_push(p, UINT64_MAX);
       }
       (void)process_entry(p, &e);
+      if (extras != 0) {
+        run_batch(p, w, extras);
+      }
       continue;
     }
     if (!w->idle) {
@@ -1767,9 +1997,18 @@ static int pool_shutdown(concur_executor *ex, unsigned flags) {
     after_begin_shutdown(p);
   }
   if (flags & CONCUR_SHUTDOWN_CANCEL_FUTURES) {
-    concur__pool_entry e;
-    while (pop_other(p, &e)) {
-      (void)cancel_entry(p, &e);
+    /* Batches not started, the queue, then batches taken meanwhile. */
+    concur__pool_entry stolen[BATCH_MAX];
+    for (int pass = 0; pass < 2; pass++) {
+      for (uint32_t n; (n = steal_one_batch(p, stolen)) != 0;) {
+        for (uint32_t i = 0; i < n; i++) {
+          (void)cancel_entry(p, &stolen[i]);
+        }
+      }
+      concur__pool_entry e;
+      while (pass == 0 && pop_other(p, &e)) {
+        (void)cancel_entry(p, &e);
+      }
     }
   }
   guest_leave(p);
@@ -1783,6 +2022,31 @@ static int pool_shutdown(concur_executor *ex, unsigned flags) {
   return 0;
 }
 
+/* shutdown_now's hand-back of a never-started fire-and-forget entry. */
+static void hand_back(pool *p, concur__pool_entry *e, concur_unrun_fn unrun,
+                      void *ctx) {
+  count_cancel(p, e->flags);
+  if (unrun != NULL) {
+    unrun(ctx, e->rec.fn, e->rec.arg);
+  } else if (e->rec.cleanup != NULL) {
+    e->rec.cleanup(e->rec.arg, NULL);
+  }
+  call_on_done(&e->rec, CONCUR__OUTCOME_CANCELLED, CONCUR_ECANCELED);
+}
+
+/* Hands back every batch entry no worker has started; how many. */
+static int hand_back_batches(pool *p, concur_unrun_fn unrun, void *ctx) {
+  int count = 0;
+  concur__pool_entry stolen[BATCH_MAX];
+  for (uint32_t n; (n = steal_one_batch(p, stolen)) != 0;) {
+    for (uint32_t i = 0; i < n; i++) {
+      hand_back(p, &stolen[i], unrun, ctx);
+      count++;
+    }
+  }
+  return count;
+}
+
 static int pool_shutdown_now(concur_executor *ex, concur_unrun_fn unrun,
                              void *ctx) {
   pool *p = pool_of(ex);
@@ -1793,17 +2057,14 @@ static int pool_shutdown_now(concur_executor *ex, concur_unrun_fn unrun,
   if (first) {
     after_begin_shutdown(p);
   }
-  int count = 0;
+  /* The batches workers took and have not started first (they are older
+   * than what is queued), then the queue, then the batches taken while it
+   * was drained (after which no batch can be taken). */
+  int count = hand_back_batches(p, unrun, ctx);
   concur__pool_entry e;
   while (pop_other(p, &e)) {
     if (e.future == NULL) {
-      count_cancel(p, e.flags);
-      if (unrun != NULL) {
-        unrun(ctx, e.rec.fn, e.rec.arg);
-      } else if (e.rec.cleanup != NULL) {
-        e.rec.cleanup(e.rec.arg, NULL);
-      }
-      call_on_done(&e.rec, CONCUR__OUTCOME_CANCELLED, CONCUR_ECANCELED);
+      hand_back(p, &e, unrun, ctx);
       count++;
       continue;
     }
@@ -1822,6 +2083,7 @@ static int pool_shutdown_now(concur_executor *ex, concur_unrun_fn unrun,
       count++;
     }
   }
+  count += hand_back_batches(p, unrun, ctx);
   /* Cooperative cancel requests for the futures running on workers. The
    * future is RUNNING while it is a worker's `current`, so the request only
    * sets a flag: nothing runs under the lock. */

@@ -713,6 +713,103 @@ START_TEST(TPE_12_shutdown_now_reaches_fire_and_forget_tasks) {
 }
 END_TEST
 
+/*
+ * Batches: with both workers busy, a worker that comes back to a queue of
+ * fire-and-forget tasks takes several at once (pool.c, "Batches"). Here
+ * worker 2 takes gate C with tasks behind it and blocks in C, worker 1
+ * stays in gate A. The queue is [C, t0..t19] when B opens.
+ */
+typedef struct batch_case {
+  concur_executor *ex;
+  tp_gate a, b, c;
+  long marks[20];
+  _Atomic long ran;
+} batch_case;
+
+static void batch_case_start(batch_case *bc) {
+  concur_thread_pool_options o = opts(2, 2, CONCUR_UNBOUNDED, 0);
+  bc->ex = tp_new(&o);
+  tp_gate_init(&bc->a);
+  tp_gate_init(&bc->b);
+  tp_gate_init(&bc->c);
+  atomic_init(&bc->ran, 0);
+  ck_assert_rc(concur_executor_submit(bc->ex, tp_task_gate, &bc->a, NULL), 0);
+  TP_AWAIT_PARKED(&bc->a, 1);
+  ck_assert_rc(concur_executor_submit(bc->ex, tp_task_gate, &bc->b, NULL), 0);
+  TP_AWAIT_PARKED(&bc->b, 1);
+  ck_assert_rc(concur_executor_submit(bc->ex, tp_task_gate, &bc->c, NULL), 0);
+  for (int i = 0; i < 20; i++) {
+    ck_assert_rc(concur_executor_submit(bc->ex, tp_task_count, &bc->ran, NULL),
+                 0);
+  }
+  tp_gate_open(&bc->b);
+  TP_AWAIT_PARKED(&bc->c, 1);
+}
+
+typedef struct unrun_count {
+  long n;
+  long wrong;
+  void *arg; /* every task's arg */
+} unrun_count;
+
+static void unrun_counting(void *ctx, concur_task_fn fn, void *arg) {
+  unrun_count *u = ctx;
+  u->n++;
+  if (fn != tp_task_count || arg != u->arg) {
+    u->wrong++;
+  }
+}
+
+START_TEST(TPE_12_shutdown_now_takes_back_tasks_a_worker_took_in_a_batch) {
+  batch_case bc;
+  batch_case_start(&bc);
+  /* Both workers blocked: whatever did not run is in worker 2's batch or
+   * in the queue, and shutdown_now hands every one back. */
+  ck_assert_int_eq(atomic_load(&bc.ran), 0);
+  unrun_count u = {0, 0, &bc.ran};
+  ck_assert_int_eq(concur_executor_shutdown_now(bc.ex, unrun_counting, &u), 20);
+  ck_assert_int_eq(u.n, 20);
+  ck_assert_int_eq(u.wrong, 0);
+  tp_gate_open(&bc.a);
+  tp_gate_open(&bc.c);
+  ck_assert_rc(concur_executor_await_termination(bc.ex, HARNESS_LONG_NS), 0);
+  ck_assert_int_eq(atomic_load(&bc.ran), 0);
+  TP_ASSERT_STATS(bc.ex, 23, 0, 0, 3, 0, 20);
+  concur_executor_free(bc.ex);
+}
+END_TEST
+
+START_TEST(shutdown_cancel_futures_cancels_tasks_taken_in_a_batch) {
+  batch_case bc;
+  batch_case_start(&bc);
+  ck_assert_rc(concur_executor_shutdown(bc.ex, CONCUR_SHUTDOWN_CANCEL_FUTURES),
+               0);
+  tp_gate_open(&bc.a);
+  tp_gate_open(&bc.c);
+  ck_assert_rc(concur_executor_await_termination(bc.ex, HARNESS_LONG_NS), 0);
+  ck_assert_int_eq(atomic_load(&bc.ran), 0);
+  TP_ASSERT_STATS(bc.ex, 23, 0, 0, 3, 0, 20);
+  concur_executor_free(bc.ex);
+}
+END_TEST
+
+/* A batch never waits behind a blocked task while a worker is free: the
+ * worker that comes back idle takes it over. */
+START_TEST(an_idle_worker_takes_over_a_batch_behind_a_blocked_task) {
+  batch_case bc;
+  batch_case_start(&bc);
+  tp_gate_open(&bc.a); /* worker 1 runs the queue, then worker 2's batch */
+  /* Worker 1 sleeps only once it found no batch to take over (it looks
+   * after announcing itself, before it parks). */
+  TP_AWAIT_PARKED(bc.ex, 1);
+  ck_assert_int_eq(atomic_load(&bc.ran), 20); /* C still blocks worker 2 */
+  tp_gate_open(&bc.c);
+  ck_assert_rc(concur_executor_shutdown(bc.ex, CONCUR_SHUTDOWN_WAIT), 0);
+  TP_ASSERT_STATS(bc.ex, 23, 0, 0, 23, 0, 0);
+  concur_executor_free(bc.ex);
+}
+END_TEST
+
 START_TEST(TPE_12_shutdown_now_without_unrun_runs_cleanups) {
   concur_thread_pool_options o = opts(1, 1, CONCUR_UNBOUNDED, 0);
   concur_executor *ex = tp_new(&o);
@@ -1183,6 +1280,10 @@ Suite *concur_test_suite(void) {
   tcase_add_test(tc, TPE_12_shutdown_now_hands_back_unstarted_tasks);
   tcase_add_test(tc, TPE_12_shutdown_now_reaches_fire_and_forget_tasks);
   tcase_add_test(tc, TPE_12_shutdown_now_without_unrun_runs_cleanups);
+  tcase_add_test(tc,
+                 TPE_12_shutdown_now_takes_back_tasks_a_worker_took_in_a_batch);
+  tcase_add_test(tc, shutdown_cancel_futures_cancels_tasks_taken_in_a_batch);
+  tcase_add_test(tc, an_idle_worker_takes_over_a_batch_behind_a_blocked_task);
   tcase_add_test(tc, TPE_13_await_termination);
   tcase_add_test(tc, TPE_13_many_waiters_wake_at_termination);
   tcase_add_test(tc, TPE_14_cancelled_task_leaves_the_queue_at_once);
