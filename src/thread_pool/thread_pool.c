@@ -83,7 +83,7 @@
  *   only once the closed queue is empty. Whoever completes the condition
  *   (under `lock`) runs the terminated hook, then sets `term_word`.
  * - Lock order: lock -> park_lock -> (the queue's seg_lock); the arena's
- *   cache_lock and the registry's reg_lock are leaves. No lock is held
+ *   cache_busy flag and the registry's reg_lock are leaves. No lock is held
  *   while user code runs (tasks, hooks, cleanups, on_done, done callbacks),
  *   except that shutdown_now sets cancel-request flags on running futures
  *   under `lock`, which runs no code. Workers are spawned under `lock`.
@@ -191,8 +191,11 @@ _Static_assert(sizeof(pool_node) <= NODE_HEADER, "pool_node too large");
 struct pool_arena {
   alignas(CONCUR__POOL_CACHE_LINE) _Atomic(pool_node *) returned; /* atomic */
   _Atomic size_t live;                                            /* atomic */
-  alignas(CONCUR__POOL_CACHE_LINE) concur__mutex cache_lock;
-  pool_node *cache; /* cache_lock */
+  /* atomic: 1 while a submitter (or arena_close) owns `cache`. Only ever
+   * tried, never waited for, by submitters: one exchange to take it and a
+   * plain release store to give it back. */
+  alignas(CONCUR__POOL_CACHE_LINE) _Atomic uint32_t cache_busy;
+  pool_node *cache; /* cache_busy */
   size_t node_size; /* immutable */
   void *raw;        /* immutable: for concur__free */
 };
@@ -356,7 +359,7 @@ static int arena_new(pool_arena **out) {
   a->raw = raw;
   atomic_init(&a->returned, NULL);
   atomic_init(&a->live, 1);
-  a->cache_lock = (concur__mutex)CONCUR__MUTEX_INIT;
+  atomic_init(&a->cache_busy, 0);
   a->cache = NULL;
   a->node_size = NODE_HEADER + concur_future_sizeof();
   *out = a;
@@ -365,7 +368,7 @@ static int arena_new(pool_arena **out) {
 
 static pool_node *arena_take(pool_arena *a) {
   pool_node *n = NULL;
-  if (concur__mutex_trylock(&a->cache_lock)) {
+  if (atomic_exchange_explicit(&a->cache_busy, 1, memory_order_acquire) == 0) {
     n = a->cache;
     if (n == NULL) {
       /* acquire: the pushers' links (free_next) are visible. */
@@ -374,7 +377,7 @@ static pool_node *arena_take(pool_arena *a) {
     if (n != NULL) {
       a->cache = n->u.free_next;
     }
-    concur__mutex_unlock(&a->cache_lock);
+    atomic_store_explicit(&a->cache_busy, 0, memory_order_release);
   }
   if (n == NULL) {
     n = concur__malloc(a->node_size);
@@ -411,7 +414,11 @@ static void arena_give(pool_node *n) {
 
 /* The pool lets go of its arena; nodes still held by futures free it last. */
 static void arena_close(pool_arena *a) {
-  concur__mutex_lock(&a->cache_lock, NULL);
+  /* The holder is a submitter inside arena_take: a few instructions. */
+  while (atomic_exchange_explicit(&a->cache_busy, 1, memory_order_acquire) !=
+         0) {
+    sched_yield();
+  }
   pool_node *list = atomic_exchange_explicit(&a->returned, ARENA_CLOSED,
                                              memory_order_acquire);
   size_t n = 0;
@@ -425,7 +432,7 @@ static void arena_close(pool_arena *a) {
     }
   }
   a->cache = NULL;
-  concur__mutex_unlock(&a->cache_lock);
+  atomic_store_explicit(&a->cache_busy, 0, memory_order_release);
   if (atomic_fetch_sub_explicit(&a->live, n + 1, memory_order_acq_rel) ==
       n + 1) {
     concur__free(a->raw);
