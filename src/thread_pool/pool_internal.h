@@ -165,13 +165,6 @@ int concur__pool_queue_push(concur__pool_queue *q, concur_future *future,
  */
 bool concur__pool_queue_pop(concur__pool_queue *q, concur__pool_entry *out);
 /*
- * Takes the oldest entry if it is published: a worker's fast path, which
- * never reads tail (the producers' line). False also when a producer is
- * still writing the oldest entry: the caller must then look again (with
- * concur__pool_queue_nonempty before it parks, or with the waiting pop).
- */
-bool concur__pool_queue_try_pop(concur__pool_queue *q, concur__pool_entry *out);
-/*
  * Reads, without taking them, up to max consecutive published entries from
  * the oldest: the first whatever it is, the next ones only while they are
  * plain fire-and-forget entries (no future, no on_done, no flags) in the

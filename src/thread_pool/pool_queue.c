@@ -335,9 +335,7 @@ static void wait_published(concur__pool_queue *q, concur__pool_cell *cell,
   atomic_fetch_sub_explicit(&q->pub_waiters, 1, memory_order_relaxed);
 }
 
-/* exact: wait for an entry whose producer holds its ticket; else report
- * such an entry as "nothing yet" without reading tail. */
-static bool pop(concur__pool_queue *q, concur__pool_entry *out, bool exact) {
+bool concur__pool_queue_pop(concur__pool_queue *q, concur__pool_entry *out) {
   for (;;) {
     uint64_t h = atomic_load_explicit(&q->head, memory_order_acquire);
     uint64_t base;
@@ -362,9 +360,6 @@ static bool pop(concur__pool_queue *q, concur__pool_entry *out, bool exact) {
       words_to_entry(words, out);
       return true;
     }
-    if (!exact) {
-      return false;
-    }
     uint64_t t = atomic_load_explicit(&q->tail, memory_order_seq_cst) &
                  ~CONCUR__POOL_TAIL_FLAGS;
     if (atomic_load_explicit(&q->head, memory_order_relaxed) != h) {
@@ -375,15 +370,6 @@ static bool pop(concur__pool_queue *q, concur__pool_entry *out, bool exact) {
     }
     wait_published(q, cell, h);
   }
-}
-
-bool concur__pool_queue_pop(concur__pool_queue *q, concur__pool_entry *out) {
-  return pop(q, out, true);
-}
-
-bool concur__pool_queue_try_pop(concur__pool_queue *q,
-                                concur__pool_entry *out) {
-  return pop(q, out, false);
 }
 
 int concur__pool_queue_read_run(concur__pool_queue *q, concur__pool_entry *out,
