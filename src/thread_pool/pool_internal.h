@@ -167,10 +167,11 @@ bool concur__pool_queue_pop(concur__pool_queue *q, concur__pool_entry *out);
 /*
  * Reads, without taking them, up to max consecutive published entries from
  * the oldest: the first whatever it is, the next ones only while they are
- * plain fire-and-forget entries (no future, no on_done, no flags) in the
- * same segment. Returns how many (0: the oldest is not published yet), and
- * the oldest's ticket in *first. The copies are the caller's only once
- * concur__pool_queue_take(q, *first, n) succeeded for the first n of them.
+ * fire-and-forget entries without flags (no future, not counted against a
+ * bound, not handed to an idle worker) in the same segment. Returns how
+ * many (0: the oldest is not published yet), and the oldest's ticket in
+ * *first. The copies are the caller's only once concur__pool_queue_take(q,
+ * *first, n) succeeded for the first n of them.
  */
 int concur__pool_queue_read_run(concur__pool_queue *q, concur__pool_entry *out,
                                 int max, uint64_t *first);

@@ -393,9 +393,8 @@ int concur__pool_queue_read_run(concur__pool_queue *q, concur__pool_entry *out,
       for (size_t w = 0; w < W_COUNT; w++) {
         words[w] = atomic_load_explicit(&cell->words[w], memory_order_relaxed);
       }
-      /* After the first, only plain fire-and-forget entries. */
-      if (m > 0 && (words[W_FUTURE] != 0 || words[W_ON_DONE] != 0 ||
-                    words[W_FLAGS] != 0)) {
+      /* After the first, only fire-and-forget entries without flags. */
+      if (m > 0 && (words[W_FUTURE] != 0 || words[W_FLAGS] != 0)) {
         break;
       }
       words_to_entry(words, &out[m]);

@@ -43,8 +43,9 @@
  *   against announce-then-look (worker: seq_cst parked count, then the
  *   queue) is a Dekker pair: one of the two always sees the other.
  * - Batches: a worker that finds a run of published entries while every
- *   worker is busy takes up to BATCH_MAX plain fire-and-forget entries (no
- *   future, no on_done, no flags: nothing can wait on, cancel or help them)
+ *   worker is busy takes up to BATCH_MAX fire-and-forget entries without
+ *   flags (no future: nothing can wait on, cancel or help them one by one;
+ *   not counted against a bound; not handed to an idle worker)
  *   behind the one it pops, with the same compare-and-swap of head, and
  *   runs them next: one claim and one pass over the cells for several tiny
  *   tasks. They are out of the queue but not started, so shutdown_now and
@@ -139,7 +140,7 @@
 #define STREAM_GAP 8
 #define STREAM_GAP_MAX 32
 #define STREAM_LOOKS 8
-/* Batches: at most this many plain fire-and-forget entries taken behind a
+/* Batches: at most this many fire-and-forget entries taken behind a
  * worker's entry; and the states of pool_worker.bnext beside its indices. */
 #define BATCH_MAX 7u
 #define BATCH_IDLE UINT32_MAX
@@ -1342,7 +1343,7 @@ static void end_taking(pool_worker *w, uint32_t to) {
 
 /*
  * A worker's fast pop: the oldest entry, if it is published, and behind it
- * a batch of plain fire-and-forget entries when every worker is busy (the
+ * a batch of fire-and-forget entries when every worker is busy (the
  * number in *extras). False when the oldest is not published yet.
  */
 static bool take_next(pool *p, pool_worker *w, concur__pool_entry *e,
