@@ -726,7 +726,7 @@ typedef struct batch_case {
   _Atomic long ran;
 } batch_case;
 
-static void batch_case_start(batch_case *bc) {
+static void batch_case_start_in(batch_case *bc, concur_task_group **group) {
   concur_thread_pool_options o = opts(2, 2, CONCUR_UNBOUNDED, 0);
   bc->ex = tp_new(&o);
   tp_gate_init(&bc->a);
@@ -738,12 +738,24 @@ static void batch_case_start(batch_case *bc) {
   ck_assert_rc(concur_executor_submit(bc->ex, tp_task_gate, &bc->b, NULL), 0);
   TP_AWAIT_PARKED(&bc->b, 1);
   ck_assert_rc(concur_executor_submit(bc->ex, tp_task_gate, &bc->c, NULL), 0);
+  if (group != NULL) {
+    ck_assert_rc(concur_task_group_new(group, bc->ex), 0);
+  }
   for (int i = 0; i < 20; i++) {
-    ck_assert_rc(concur_executor_submit(bc->ex, tp_task_count, &bc->ran, NULL),
-                 0);
+    if (group != NULL) {
+      ck_assert_rc(concur_task_group_submit(*group, tp_task_count, &bc->ran),
+                   0);
+    } else {
+      ck_assert_rc(
+          concur_executor_submit(bc->ex, tp_task_count, &bc->ran, NULL), 0);
+    }
   }
   tp_gate_open(&bc->b);
   TP_AWAIT_PARKED(&bc->c, 1);
+}
+
+static void batch_case_start(batch_case *bc) {
+  batch_case_start_in(bc, NULL);
 }
 
 typedef struct unrun_count {
@@ -789,6 +801,27 @@ START_TEST(shutdown_cancel_futures_cancels_tasks_taken_in_a_batch) {
   ck_assert_rc(concur_executor_await_termination(bc.ex, HARNESS_LONG_NS), 0);
   ck_assert_int_eq(atomic_load(&bc.ran), 0);
   TP_ASSERT_STATS(bc.ex, 23, 0, 0, 3, 0, 20);
+  concur_executor_free(bc.ex);
+}
+END_TEST
+
+/* A task group's tasks (an on_done each) batch too; cancelled in a batch,
+ * the group counts them cancelled. */
+START_TEST(group_tasks_cancelled_in_a_batch_count_in_the_group) {
+  batch_case bc;
+  concur_task_group *g = NULL;
+  batch_case_start_in(&bc, &g);
+  ck_assert_rc(concur_executor_shutdown(bc.ex, CONCUR_SHUTDOWN_CANCEL_FUTURES),
+               0);
+  tp_gate_open(&bc.a);
+  tp_gate_open(&bc.c);
+  ck_assert_rc(concur_task_group_wait(g, HARNESS_LONG_NS, NULL), 0);
+  concur_task_group_counts c = CONCUR_TASK_GROUP_COUNTS_INIT;
+  ck_assert_rc(concur_task_group_get_counts(g, &c), 0);
+  ck_assert_uint_eq(c.cancelled, 20);
+  ck_assert_uint_eq(c.ok + c.failed + c.pending, 0);
+  ck_assert_int_eq(atomic_load(&bc.ran), 0);
+  concur_task_group_free(g);
   concur_executor_free(bc.ex);
 }
 END_TEST
@@ -1284,6 +1317,7 @@ Suite *concur_test_suite(void) {
                  TPE_12_shutdown_now_takes_back_tasks_a_worker_took_in_a_batch);
   tcase_add_test(tc, shutdown_cancel_futures_cancels_tasks_taken_in_a_batch);
   tcase_add_test(tc, an_idle_worker_takes_over_a_batch_behind_a_blocked_task);
+  tcase_add_test(tc, group_tasks_cancelled_in_a_batch_count_in_the_group);
   tcase_add_test(tc, TPE_13_await_termination);
   tcase_add_test(tc, TPE_13_many_waiters_wake_at_termination);
   tcase_add_test(tc, TPE_14_cancelled_task_leaves_the_queue_at_once);
