@@ -4,12 +4,14 @@
  * exactly and nothing hangs; many submitters, cancellers and stats readers
  * at once; the pool's queue alone with many producers and consumers across
  * segment recycling; idle pools created and freed in a loop; a large idle
- * pool shutting down at once. Sizes scale with CONCUR_TEST_SCALE; the
+ * pool shutting down at once; streams of tiny tasks (taken in batches) cut
+ * by shutdown_now. Sizes scale with CONCUR_TEST_SCALE; the
  * randomness comes from harness_seed().
  */
 #include "../unit/test_thread_pool_util.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ---- cycles ---------------------------------------------------------------
@@ -316,10 +318,94 @@ START_TEST(large_idle_pool_shuts_down_at_once) {
 }
 END_TEST
 
+/* ---- streams cut by shutdown_now (batches) --------------------------------
+ */
+
+#define STREAM_TASKS 4000
+
+typedef struct stream_ctx {
+  concur_executor *ex;
+  _Atomic int ran[STREAM_TASKS];
+  _Atomic int handed[STREAM_TASKS];
+  bool accepted[STREAM_TASKS]; /* the submitter's; read after the join */
+  _Atomic long submitted;
+} stream_ctx;
+
+static int stream_task(void *arg, void **result) {
+  (void)result;
+  atomic_fetch_add_explicit((_Atomic int *)arg, 1, memory_order_relaxed);
+  return 0;
+}
+
+static void stream_unrun(void *ctx, concur_task_fn fn, void *arg) {
+  stream_ctx *c = ctx;
+  if (fn != stream_task) {
+    return;
+  }
+  /* arg is &c->ran[i]: find i. */
+  size_t i = (size_t)((_Atomic int *)arg - c->ran);
+  if (i < STREAM_TASKS) {
+    atomic_fetch_add_explicit(&c->handed[i], 1, memory_order_relaxed);
+  }
+}
+
+static void *stream_submitter(void *arg) {
+  stream_ctx *c = arg;
+  for (int i = 0; i < STREAM_TASKS; i++) {
+    c->accepted[i] =
+        concur_executor_submit(c->ex, stream_task, &c->ran[i], NULL) == 0;
+    atomic_fetch_add_explicit(&c->submitted, 1, memory_order_relaxed);
+  }
+  return NULL;
+}
+
+/* A stream of tiny fire-and-forget tasks (which workers take in batches)
+ * cut by shutdown_now at a random moment: every accepted task either ran
+ * or was handed back, exactly once; no refused one did either. */
+START_TEST(streams_cut_by_shutdown_now_lose_and_repeat_nothing) {
+  uint64_t rng = harness_seed();
+  long rounds = 30 * harness_scale();
+  stream_ctx *c = calloc(1, sizeof *c);
+  ck_assert_ptr_nonnull(c);
+  for (long round = 0; round < rounds; round++) {
+    memset(c, 0, sizeof *c);
+    concur_thread_pool_options o = CONCUR_THREAD_POOL_OPTIONS_INIT;
+    o.max_workers = 1 + (int)(harness_rand(&rng) % 3);
+    c->ex = tp_new(&o);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, stream_submitter, c), 0);
+    long cut = (long)(harness_rand(&rng) % STREAM_TASKS);
+    while (atomic_load_explicit(&c->submitted, memory_order_relaxed) < cut) {
+      concur__cpu_relax(); /* bounded by the submitter's progress */
+    }
+    int handed = concur_executor_shutdown_now(c->ex, stream_unrun, c);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_rc(concur_executor_await_termination(c->ex, HARNESS_LONG_NS), 0);
+    long sum_handed = 0;
+    for (int i = 0; i < STREAM_TASKS; i++) {
+      int r = atomic_load(&c->ran[i]);
+      int h = atomic_load(&c->handed[i]);
+      sum_handed += h;
+      if (c->accepted[i]) {
+        ck_assert_msg(r + h == 1, "round %ld task %d: ran %d, handed %d", round,
+                      i, r, h);
+      } else {
+        ck_assert_msg(r + h == 0, "round %ld refused task %d: ran %d", round, i,
+                      r);
+      }
+    }
+    ck_assert_int_eq(sum_handed, handed);
+    concur_executor_free(c->ex);
+  }
+  free(c);
+}
+END_TEST
+
 Suite *concur_test_suite(void) {
   Suite *s = suite_create("thread_pool_stress");
   TCase *tc = harness_tcase("stress", 600);
   tcase_add_test(tc, cycles_with_random_flags_add_up);
+  tcase_add_test(tc, streams_cut_by_shutdown_now_lose_and_repeat_nothing);
   tcase_add_test(tc, submitters_cancellers_and_readers_at_once);
   tcase_add_test(tc, queue_many_producers_and_consumers_lose_nothing);
   tcase_add_test(tc, idle_pools_created_and_freed);
