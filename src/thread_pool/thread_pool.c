@@ -64,7 +64,11 @@
  *   spinning), deciding after it marked TAKING; a worker about to sleep
  *   announces itself, then takes any batch another worker has not started
  *   (steal_for_self): a batch never waits behind a long task while a
- *   worker sleeps.
+ *   worker sleeps. And a thread that helps the pool (waiting in an
+ *   algorithm) takes single entries from batches once the queue is empty
+ *   (steal_one_entry): a batch never waits behind a task that waits for
+ *   it either. A worker claims each of its entries by compare-and-swap, so
+ *   it simply goes on after a helper took one.
  * - Side parties: a queued future may be cancelled by anyone (its
  *   cancel hook counts it, in the cancelling thread), or run by a thread that
  *   blocks on it (the help hook, which makes that thread a guest while it
@@ -1403,22 +1407,95 @@ static bool take_next(pool *p, pool_worker *w, concur__pool_entry *e,
   }
 }
 
-/* Runs the batch taken with the last entry, unless a thief takes it back. */
+/*
+ * Runs the batch taken with the last entry, claiming each entry with a
+ * compare-and-swap of bnext: a helper may take single entries meanwhile
+ * (bnext is BATCH_STOLEN for the few instructions it holds it), a thief
+ * the whole rest (bnext becomes BATCH_IDLE).
+ */
 static void run_batch(pool *p, pool_worker *w, uint32_t n) {
-  for (uint32_t i = 0; i < n; i++) {
-    uint32_t cur = i;
-    /* acq_rel: claims entry i against a thief's swap. */
-    if (!atomic_compare_exchange_strong_explicit(&w->bnext, &cur, i + 1,
-                                                 memory_order_acq_rel,
-                                                 memory_order_relaxed)) {
-      return; /* taken back: the thief resets bnext when it is done */
+  int spins = 0;
+  for (;;) {
+    uint32_t cur = atomic_load_explicit(&w->bnext, memory_order_acquire);
+    if (cur == BATCH_STOLEN) {
+      /* Bounded by the taker, which holds the pool's lock and copies one
+       * entry. */
+      if (spins++ < SIDE_SPINS) {
+        concur__cpu_relax();
+      } else {
+        sched_yield();
+      }
+      continue;
     }
-    w->run++;
-    (void)process_entry(p, &w->batch[i]);
+    if (cur >= n) {
+      if (cur == n) {
+        (void)atomic_compare_exchange_strong_explicit(
+            &w->bnext, &cur, BATCH_IDLE, memory_order_release,
+            memory_order_relaxed);
+      }
+      return; /* all claimed, or the rest taken back */
+    }
+    /* acq_rel: claims entry cur against a taker's swap. */
+    if (atomic_compare_exchange_strong_explicit(&w->bnext, &cur, cur + 1,
+                                                memory_order_acq_rel,
+                                                memory_order_relaxed)) {
+      spins = 0;
+      w->run++;
+      (void)process_entry(p, &w->batch[cur]);
+    }
   }
-  uint32_t end = n;
-  (void)atomic_compare_exchange_strong_explicit(
-      &w->bnext, &end, BATCH_IDLE, memory_order_release, memory_order_relaxed);
+}
+
+/* Waits, under lock, while w is between marking TAKING and publishing:
+ * true if it waited (the caller looks again). */
+static bool wait_taking_locked(pool_worker *w, uint32_t v) {
+  if (v != BATCH_TAKING && v != BATCH_WAITED) {
+    return false;
+  }
+  if (v == BATCH_TAKING && !atomic_compare_exchange_strong_explicit(
+                               &w->bnext, &v, BATCH_WAITED,
+                               memory_order_acquire, memory_order_relaxed)) {
+    return true;
+  }
+  /* The worker is between its claim and its publish: no user code. */
+  (void)concur__park(&w->bnext, BATCH_WAITED, CONCUR__NO_DEADLINE, NULL);
+  return true;
+}
+
+/*
+ * A helper (a thread waiting in an algorithm, running queued work) found
+ * the queue empty: takes the next unstarted entry of some worker's batch,
+ * so that a batch never waits behind a worker whose task waits for it.
+ * True with the entry in out.
+ */
+static bool steal_one_entry(pool *p, concur__pool_entry *out) {
+  bool got = false;
+  concur__mutex_lock(&p->lock, NULL);
+  for (pool_worker *w = p->workers; w != NULL && !got;) {
+    uint32_t v = atomic_load_explicit(&w->bnext, memory_order_seq_cst);
+    if (wait_taking_locked(w, v)) {
+      continue; /* look at w again */
+    }
+    if (v <= BATCH_MAX && atomic_compare_exchange_strong_explicit(
+                              &w->bnext, &v, BATCH_STOLEN, memory_order_acq_rel,
+                              memory_order_relaxed)) {
+      uint32_t n = w->blen;
+      if (v < n) {
+        *out = w->batch[v];
+        got = true;
+        v++;
+      }
+      /* release: the worker may go on (or write a new batch once idle). */
+      atomic_store_explicit(&w->bnext, v < n ? v : BATCH_IDLE,
+                            memory_order_release);
+      if (got) {
+        break;
+      }
+    }
+    w = w->next;
+  }
+  concur__mutex_unlock(&p->lock);
+  return got;
 }
 
 /*
@@ -1432,15 +1509,7 @@ static uint32_t steal_batch_locked(pool_worker *w, concur__pool_entry *out) {
   for (;;) {
     /* seq_cst: the second half of steal_for_self's pair with take_next. */
     uint32_t v = atomic_load_explicit(&w->bnext, memory_order_seq_cst);
-    if (v == BATCH_TAKING || v == BATCH_WAITED) {
-      if (v == BATCH_TAKING &&
-          !atomic_compare_exchange_strong_explicit(&w->bnext, &v, BATCH_WAITED,
-                                                   memory_order_acquire,
-                                                   memory_order_relaxed)) {
-        continue;
-      }
-      /* The worker is between its claim and its publish: no user code. */
-      (void)concur__park(&w->bnext, BATCH_WAITED, CONCUR__NO_DEADLINE, NULL);
+    if (wait_taking_locked(w, v)) {
       continue;
     }
     if (v > BATCH_MAX) {
@@ -1971,6 +2040,9 @@ static int pool_help(concur_executor *ex) {
   int ran = 0;
   concur__pool_entry e;
   while (ran == 0 && pop_other(p, &e)) {
+    ran = process_entry(p, &e) ? 1 : 0;
+  }
+  if (ran == 0 && steal_one_entry(p, &e)) {
     ran = process_entry(p, &e) ? 1 : 0;
   }
   guest_leave(p);

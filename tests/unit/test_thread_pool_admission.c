@@ -843,6 +843,70 @@ START_TEST(an_idle_worker_takes_over_a_batch_behind_a_blocked_task) {
 }
 END_TEST
 
+/* A task that waits (helping) for a group whose tasks another worker took
+ * in a batch, behind one that waits for a later one of them: the helper
+ * takes single entries out of the batch, so nothing deadlocks. */
+typedef struct helper_case {
+  concur_executor *ex;
+  tp_gate e; /* g1 waits for it, g2 opens it */
+  tp_gate f; /* x waits for it before it waits for the group */
+  _Atomic long ran;
+  int wait_rc;
+} helper_case;
+
+static int open_gate_task(void *arg, void **result) {
+  (void)result;
+  tp_gate_open(arg);
+  return 0;
+}
+
+static int x_task(void *arg, void **result) {
+  (void)result;
+  helper_case *h = arg;
+  concur_task_group *g = NULL;
+  if (concur_task_group_new(&g, h->ex) != 0 ||
+      concur_task_group_submit(g, tp_task_gate, &h->e) != 0 ||
+      concur_task_group_submit(g, open_gate_task, &h->e) != 0) {
+    return 1;
+  }
+  for (int i = 0; i < 6; i++) {
+    if (concur_task_group_submit(g, tp_task_count, &h->ran) != 0) {
+      return 1;
+    }
+  }
+  tp_gate_wait(&h->f); /* a wait that does not help */
+  h->wait_rc = concur_task_group_wait(g, HARNESS_LONG_NS, NULL);
+  concur_task_group_free(g);
+  return 0;
+}
+
+START_TEST(a_helping_waiter_takes_entries_out_of_a_batch) {
+  helper_case h;
+  memset(&h, 0, sizeof h);
+  h.wait_rc = -1;
+  concur_thread_pool_options o = opts(2, 2, CONCUR_UNBOUNDED, 0);
+  h.ex = tp_new(&o);
+  tp_gate_init(&h.e);
+  tp_gate_init(&h.f);
+  atomic_init(&h.ran, 0);
+  tp_gate b;
+  tp_gate_init(&b);
+  ck_assert_rc(concur_executor_submit(h.ex, tp_task_gate, &b, NULL), 0);
+  TP_AWAIT_PARKED(&b, 1);
+  concur_future *x;
+  ck_assert_rc(concur_executor_submit(h.ex, x_task, &h, &x), 0);
+  TP_AWAIT_PARKED(&h.f, 1); /* the group's 8 tasks are queued */
+  tp_gate_open(&b);         /* that worker takes g1 and a batch behind it */
+  TP_AWAIT_PARKED(&h.e, 1); /* g1 waits for g2 */
+  tp_gate_open(&h.f);       /* x waits for the group, helping */
+  ck_assert_rc(concur_future_result(x, HARNESS_LONG_NS, NULL), 0);
+  ck_assert_rc(h.wait_rc, 0);
+  ck_assert_int_eq(atomic_load(&h.ran), 6);
+  concur_future_unref(x);
+  concur_executor_free(h.ex);
+}
+END_TEST
+
 START_TEST(TPE_12_shutdown_now_without_unrun_runs_cleanups) {
   concur_thread_pool_options o = opts(1, 1, CONCUR_UNBOUNDED, 0);
   concur_executor *ex = tp_new(&o);
@@ -1318,6 +1382,7 @@ Suite *concur_test_suite(void) {
   tcase_add_test(tc, shutdown_cancel_futures_cancels_tasks_taken_in_a_batch);
   tcase_add_test(tc, an_idle_worker_takes_over_a_batch_behind_a_blocked_task);
   tcase_add_test(tc, group_tasks_cancelled_in_a_batch_count_in_the_group);
+  tcase_add_test(tc, a_helping_waiter_takes_entries_out_of_a_batch);
   tcase_add_test(tc, TPE_13_await_termination);
   tcase_add_test(tc, TPE_13_many_waiters_wake_at_termination);
   tcase_add_test(tc, TPE_14_cancelled_task_leaves_the_queue_at_once);
