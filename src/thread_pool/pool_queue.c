@@ -222,6 +222,19 @@ static void words_to_entry(const uint64_t *w, concur__pool_entry *e) {
   e->flags = (uint32_t)w[W_FLAGS];
 }
 
+/* Copies cell's entry if it holds ticket t's, published: true. A copy is
+ * the reader's only once its claim on head succeeds. */
+static bool read_cell(concur__pool_cell *cell, uint64_t t, uint64_t *words) {
+  /* acquire: the words written before the stamp are visible. */
+  if (atomic_load_explicit(&cell->stamp, memory_order_acquire) != t + 1) {
+    return false;
+  }
+  for (size_t w = 0; w < W_COUNT; w++) {
+    words[w] = atomic_load_explicit(&cell->words[w], memory_order_relaxed);
+  }
+  return true;
+}
+
 int concur__pool_queue_push(concur__pool_queue *q, concur_future *future,
                             const concur__task_record *rec, uint32_t flags,
                             uint64_t *ticket) {
@@ -344,12 +357,8 @@ bool concur__pool_queue_pop(concur__pool_queue *q, concur__pool_entry *out) {
       continue;
     }
     concur__pool_cell *cell = &seg->cells[h - base];
-    /* acquire: the words written before the stamp are visible. */
-    if (atomic_load_explicit(&cell->stamp, memory_order_acquire) == h + 1) {
-      uint64_t words[W_COUNT];
-      for (size_t w = 0; w < W_COUNT; w++) {
-        words[w] = atomic_load_explicit(&cell->words[w], memory_order_relaxed);
-      }
+    uint64_t words[W_COUNT];
+    if (read_cell(cell, h, words)) {
       /* Only a successful compare-and-swap makes the copy ours: if the
        * segment was recycled meanwhile, head has moved and this fails. */
       if (!atomic_compare_exchange_weak_explicit(&q->head, &h, h + 1,
@@ -383,15 +392,10 @@ int concur__pool_queue_read_run(concur__pool_queue *q, concur__pool_entry *out,
     }
     int m = 0;
     while (m < max && h - base + (uint64_t)m < CONCUR__POOL_SEG_CELLS) {
-      concur__pool_cell *cell = &seg->cells[h - base + (uint64_t)m];
-      /* acquire: the words written before the stamp are visible. */
-      if (atomic_load_explicit(&cell->stamp, memory_order_acquire) !=
-          h + (uint64_t)m + 1) {
-        break;
-      }
       uint64_t words[W_COUNT];
-      for (size_t w = 0; w < W_COUNT; w++) {
-        words[w] = atomic_load_explicit(&cell->words[w], memory_order_relaxed);
+      if (!read_cell(&seg->cells[h - base + (uint64_t)m], h + (uint64_t)m,
+                     words)) {
+        break;
       }
       /* After the first, only fire-and-forget entries without flags. */
       if (m > 0 && (words[W_FUTURE] != 0 || words[W_FLAGS] != 0)) {

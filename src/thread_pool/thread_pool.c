@@ -42,33 +42,31 @@
  *   Push-then-look (submitter: seq_cst ticket, then the parked count)
  *   against announce-then-look (worker: seq_cst parked count, then the
  *   queue) is a Dekker pair: one of the two always sees the other.
- * - Batches: a worker that finds a run of published entries while every
- *   worker is busy takes up to BATCH_MAX fire-and-forget entries without
- *   flags (no future: nothing can wait on, cancel or help them one by one;
- *   not counted against a bound; not handed to an idle worker)
- *   behind the one it pops, with the same compare-and-swap of head, and
- *   runs them next: one claim and one pass over the cells for several tiny
- *   tasks. They are out of the queue but not started, so shutdown_now and
- *   shutdown(CANCEL_FUTURES) take them back: a worker claims each of them
- *   with a compare-and-swap of its `bnext` (its own line), and a thief,
- *   under `lock` once the queue is closed, swaps `bnext` to BATCH_STOLEN and
- *   takes the rest (before draining the queue, to keep the order, and again
- *   after). A worker marks `bnext` BATCH_TAKING
- *   before the claim that takes a batch and publishes it after, so a thief
- *   that comes after the drain waits for a batch in flight (it parks on
- *   `bnext`; the worker runs no user code meanwhile). No new batch can be
- *   taken from a closed, drained queue, so the second pass finds the last
- *   ones. The thief resets `bnext` to BATCH_IDLE when it has copied the
- *   entries, and only then may the worker take another batch. A
- *   worker takes a batch only when no other worker is idle (parked or
- *   spinning), deciding after it marked TAKING; a worker about to sleep
- *   announces itself, then takes any batch another worker has not started
- *   (steal_for_self): a batch never waits behind a long task while a
- *   worker sleeps. And a thread that helps the pool (waiting in an
- *   algorithm) takes single entries from batches once the queue is empty
- *   (steal_one_entry): a batch never waits behind a task that waits for
- *   it either. A worker claims each of its entries by compare-and-swap, so
- *   it simply goes on after a helper took one.
+ * - Batches: a worker that finds a run of published entries while no
+ *   worker is idle (parked or spinning) takes up to BATCH_MAX
+ *   fire-and-forget entries without flags (no future: nothing can wait on,
+ *   cancel or help them one by one; not counted against a bound; not
+ *   handed to an idle worker) behind the one it pops, with the same
+ *   compare-and-swap of head, and runs them next: one claim and one pass
+ *   over the cells for several tiny tasks. The batch lives in the worker's
+ *   `batch`; `bnext` is the index of the next entry to run, which the
+ *   worker claims by compare-and-swap. Out of the queue but not started,
+ *   its entries can still be taken, under `lock`, by swapping `bnext` to
+ *   BATCH_STOLEN and copying (take_from_batch_locked): whole by
+ *   shutdown_now and shutdown(CANCEL_FUTURES) (before draining the queue,
+ *   to keep the order, and again after: no batch can be taken from a
+ *   closed, drained queue), whole by a worker about to sleep
+ *   (steal_for_self: a batch never waits behind a long task while a worker
+ *   sleeps), one at a time by a helper that found the queue empty (a batch
+ *   never waits behind a task that waits for it). The worker then goes on
+ *   from the index left, or stops at BATCH_IDLE.
+ *   Handshakes, each a park on `bnext`, never a spin: a worker marks
+ *   BATCH_TAKING before the claim that takes a batch and publishes after,
+ *   and a taker that finds TAKING waits (BATCH_WAITED; the worker runs no
+ *   user code meanwhile); a worker that finds BATCH_STOLEN waits for the
+ *   taker's copy (BATCH_STOLEN_WAITED). The worker decides to batch after
+ *   marking TAKING; a worker about to sleep announces itself, then looks
+ *   at the batches: one of the two sees the other.
  * - Side parties: a queued future may be cancelled by anyone (its
  *   cancel hook counts it, in the cancelling thread), or run by a thread that
  *   blocks on it (the help hook, which makes that thread a guest while it
@@ -151,6 +149,7 @@
 #define BATCH_STOLEN (UINT32_MAX - 1)
 #define BATCH_TAKING (UINT32_MAX - 2)
 #define BATCH_WAITED (UINT32_MAX - 3)
+#define BATCH_STOLEN_WAITED (UINT32_MAX - 4)
 /* How long a popper spins for a side party before parking. */
 #define SIDE_SPINS 128
 
@@ -233,12 +232,15 @@ struct pool_worker {
   /* atomic: the future being run (depth 1), | BORROWED while shutdown_now
    * is setting its cancel request. */
   _Atomic uintptr_t current;
-  /* The batch (see "Batches" in the file comment): BATCH_IDLE, BATCH_TAKING
-   * (or BATCH_WAITED: a thief waits), BATCH_STOLEN, or the index of its
-   * next entry to run. atomic. */
+  /* The batch (see "Batches" in the file comment): BATCH_IDLE,
+   * BATCH_TAKING (or BATCH_WAITED: a taker waits), BATCH_STOLEN (or
+   * BATCH_STOLEN_WAITED: the worker waits), or the index of its next entry
+   * to run. atomic. */
   _Atomic uint32_t bnext;
   uint32_t blen;   /* written while TAKING, published by bnext */
   uint32_t stolen; /* the worker's own: a batch it took from another */
+  /* Written by the worker while TAKING, published by bnext; entry i read
+   * by whoever claimed it (the worker, a helper or a thief). */
   concur__pool_entry batch[BATCH_MAX];
   /* Written by this worker only (relaxed load + release store); read by
    * get_stats. */
@@ -1336,11 +1338,17 @@ static bool idle_wait(pool *p, pool_worker *w) {
 
 static void break_pool(pool *p);
 
-/* The worker leaves BATCH_TAKING for `to`, waking a thief that waits. */
-static void end_taking(pool_worker *w, uint32_t to) {
-  /* release: publishes the batch (to = 0) to a thief's acquire. */
+/*
+ * Leaves BATCH_TAKING (the worker) or BATCH_STOLEN (a taker) for `to`,
+ * waking whoever waits for that: a taker (BATCH_WAITED) or the worker
+ * (BATCH_STOLEN_WAITED).
+ */
+static void set_bnext(pool_worker *w, uint32_t to) {
+  /* release: publishes the batch (the worker, to = 0), or the end of a
+   * taker's copying (the worker may go on, or write a new batch once
+   * idle). */
   uint32_t old = atomic_exchange_explicit(&w->bnext, to, memory_order_acq_rel);
-  if (old == BATCH_WAITED) {
+  if (old == BATCH_WAITED || old == BATCH_STOLEN_WAITED) {
     concur__unpark(&w->bnext, INT32_MAX);
   }
 }
@@ -1381,7 +1389,7 @@ static bool take_next(pool *p, pool_worker *w, concur__pool_entry *e,
       if (batch &&
           (atomic_load_explicit(&p->parked, memory_order_seq_cst) != 0 ||
            atomic_load_explicit(&p->spinning, memory_order_seq_cst) > self)) {
-        end_taking(w, BATCH_IDLE);
+        set_bnext(w, BATCH_IDLE);
         batch = false;
       }
       if (!batch) {
@@ -1390,7 +1398,7 @@ static bool take_next(pool *p, pool_worker *w, concur__pool_entry *e,
     }
     if (!concur__pool_queue_take(&p->q, first, m)) {
       if (batch) {
-        end_taking(w, BATCH_IDLE);
+        set_bnext(w, BATCH_IDLE);
       }
       continue;
     }
@@ -1401,7 +1409,7 @@ static bool take_next(pool *p, pool_worker *w, concur__pool_entry *e,
       }
       w->blen = (uint32_t)(m - 1);
       *extras = (uint32_t)(m - 1);
-      end_taking(w, 0);
+      set_bnext(w, 0);
     }
     return true;
   }
@@ -1409,22 +1417,24 @@ static bool take_next(pool *p, pool_worker *w, concur__pool_entry *e,
 
 /*
  * Runs the batch taken with the last entry, claiming each entry with a
- * compare-and-swap of bnext: a helper may take single entries meanwhile
- * (bnext is BATCH_STOLEN for the few instructions it holds it), a thief
- * the whole rest (bnext becomes BATCH_IDLE).
+ * compare-and-swap of bnext: a helper may take single entries meanwhile, a
+ * thief the whole rest (bnext becomes BATCH_IDLE). While a taker copies
+ * (BATCH_STOLEN) the worker parks until it is done.
  */
 static void run_batch(pool *p, pool_worker *w, uint32_t n) {
-  int spins = 0;
   for (;;) {
     uint32_t cur = atomic_load_explicit(&w->bnext, memory_order_acquire);
-    if (cur == BATCH_STOLEN) {
-      /* Bounded by the taker, which holds the pool's lock and copies one
-       * entry. */
-      if (spins++ < SIDE_SPINS) {
-        concur__cpu_relax();
-      } else {
-        sched_yield();
+    if (cur == BATCH_STOLEN || cur == BATCH_STOLEN_WAITED) {
+      if (cur == BATCH_STOLEN &&
+          !atomic_compare_exchange_strong_explicit(
+              &w->bnext, &cur, BATCH_STOLEN_WAITED, memory_order_acquire,
+              memory_order_relaxed)) {
+        continue;
       }
+      /* The taker holds the pool's lock and copies entries; set_bnext
+       * wakes this worker. */
+      (void)concur__park(&w->bnext, BATCH_STOLEN_WAITED, CONCUR__NO_DEADLINE,
+                         NULL);
       continue;
     }
     if (cur >= n) {
@@ -1439,7 +1449,6 @@ static void run_batch(pool *p, pool_worker *w, uint32_t n) {
     if (atomic_compare_exchange_strong_explicit(&w->bnext, &cur, cur + 1,
                                                 memory_order_acq_rel,
                                                 memory_order_relaxed)) {
-      spins = 0;
       w->run++;
       (void)process_entry(p, &w->batch[cur]);
     }
@@ -1463,49 +1472,16 @@ static bool wait_taking_locked(pool_worker *w, uint32_t v) {
 }
 
 /*
- * A helper (a thread waiting in an algorithm, running queued work) found
- * the queue empty: takes the next unstarted entry of some worker's batch,
- * so that a batch never waits behind a worker whose task waits for it.
- * True with the entry in out.
+ * Under lock (takers take turns, so the only worker a taker can find
+ * TAKING is one inside take_next, which holds no lock and runs no user
+ * code until it publishes): takes up to max of w's unstarted batch entries
+ * into out, from the oldest. Returns how many. blen and the entries are
+ * read after the swap to BATCH_STOLEN, so if w finished a batch and took
+ * another with the same next index meanwhile, the taker takes from the new
+ * one: none of it started either.
  */
-static bool steal_one_entry(pool *p, concur__pool_entry *out) {
-  bool got = false;
-  concur__mutex_lock(&p->lock, NULL);
-  for (pool_worker *w = p->workers; w != NULL && !got;) {
-    uint32_t v = atomic_load_explicit(&w->bnext, memory_order_seq_cst);
-    if (wait_taking_locked(w, v)) {
-      continue; /* look at w again */
-    }
-    if (v <= BATCH_MAX && atomic_compare_exchange_strong_explicit(
-                              &w->bnext, &v, BATCH_STOLEN, memory_order_acq_rel,
-                              memory_order_relaxed)) {
-      uint32_t n = w->blen;
-      if (v < n) {
-        *out = w->batch[v];
-        got = true;
-        v++;
-      }
-      /* release: the worker may go on (or write a new batch once idle). */
-      atomic_store_explicit(&w->bnext, v < n ? v : BATCH_IDLE,
-                            memory_order_release);
-      if (got) {
-        break;
-      }
-    }
-    w = w->next;
-  }
-  concur__mutex_unlock(&p->lock);
-  return got;
-}
-
-/*
- * A thief, under lock: takes the batch entries of w that no one started
- * into out (at most BATCH_MAX). Returns how many. blen and the entries are
- * read after the swap, so if w finished a batch and took another with the
- * same next index meanwhile, the thief takes the new one whole: none of it
- * started either.
- */
-static uint32_t steal_batch_locked(pool_worker *w, concur__pool_entry *out) {
+static uint32_t take_from_batch_locked(pool_worker *w, concur__pool_entry *out,
+                                       uint32_t max) {
   for (;;) {
     /* seq_cst: the second half of steal_for_self's pair with take_next. */
     uint32_t v = atomic_load_explicit(&w->bnext, memory_order_seq_cst);
@@ -1521,22 +1497,47 @@ static uint32_t steal_batch_locked(pool_worker *w, concur__pool_entry *out) {
                                                  memory_order_relaxed)) {
       continue;
     }
-    uint32_t n = w->blen > v ? w->blen - v : 0;
+    uint32_t left = w->blen > v ? w->blen - v : 0;
+    uint32_t n = left < max ? left : max;
     for (uint32_t i = 0; i < n; i++) {
       out[i] = w->batch[v + i];
     }
-    /* release: the worker may write the batch again once it sees this. */
-    atomic_store_explicit(&w->bnext, BATCH_IDLE, memory_order_release);
+    set_bnext(w, n < left ? v + n : BATCH_IDLE);
     return n;
   }
+}
+
+/* Under lock: takes from the first worker but skip with a batch. */
+static uint32_t take_from_batches_locked(pool *p, pool_worker *skip,
+                                         concur__pool_entry *out,
+                                         uint32_t max) {
+  uint32_t n = 0;
+  for (pool_worker *w = p->workers; w != NULL && n == 0; w = w->next) {
+    if (w != skip) {
+      n = take_from_batch_locked(w, out, max);
+    }
+  }
+  return n;
+}
+
+/*
+ * Takes up to max unstarted entries out of one worker's batch (any):
+ * shutdown_now and shutdown(CANCEL_FUTURES) take whole batches back, a
+ * helper (a thread waiting in an algorithm, running queued work) that
+ * found the queue empty takes one entry, so that a batch never waits
+ * behind a worker whose task waits for it. Returns how many, in out.
+ */
+static uint32_t take_back(pool *p, concur__pool_entry *out, uint32_t max) {
+  concur__mutex_lock(&p->lock, NULL);
+  uint32_t n = take_from_batches_locked(p, NULL, out, max);
+  concur__mutex_unlock(&p->lock);
+  return n;
 }
 
 /*
  * An idle worker that has announced itself parked takes another worker's
  * batch into its own, so that entries taken behind a long task still run
- * while workers are idle. Under lock: thieves take turns, so the only
- * worker a thief can find TAKING is one inside take_next, which holds no
- * lock and runs no user code until it publishes. Returns how many it took.
+ * while workers are idle. Returns how many it took.
  */
 static uint32_t steal_for_self(pool *p, pool_worker *w) {
   concur__pool_entry got[BATCH_MAX];
@@ -1546,27 +1547,12 @@ static uint32_t steal_for_self(pool *p, pool_worker *w) {
   if (atomic_compare_exchange_strong_explicit(&w->bnext, &idle, BATCH_TAKING,
                                               memory_order_seq_cst,
                                               memory_order_relaxed)) {
-    for (pool_worker *v = p->workers; v != NULL && n == 0; v = v->next) {
-      if (v != w) {
-        n = steal_batch_locked(v, got);
-      }
-    }
+    n = take_from_batches_locked(p, w, got, BATCH_MAX);
     for (uint32_t i = 0; i < n; i++) {
       w->batch[i] = got[i];
     }
     w->blen = n;
-    end_taking(w, n != 0 ? 0 : BATCH_IDLE);
-  }
-  concur__mutex_unlock(&p->lock);
-  return n;
-}
-
-/* Takes back one worker's batch (any): how many entries, in out. */
-static uint32_t steal_one_batch(pool *p, concur__pool_entry *out) {
-  uint32_t n = 0;
-  concur__mutex_lock(&p->lock, NULL);
-  for (pool_worker *w = p->workers; w != NULL && n == 0; w = w->next) {
-    n = steal_batch_locked(w, out);
+    set_bnext(w, n != 0 ? 0 : BATCH_IDLE);
   }
   concur__mutex_unlock(&p->lock);
   return n;
@@ -2042,7 +2028,7 @@ static int pool_help(concur_executor *ex) {
   while (ran == 0 && pop_other(p, &e)) {
     ran = process_entry(p, &e) ? 1 : 0;
   }
-  if (ran == 0 && steal_one_entry(p, &e)) {
+  if (ran == 0 && take_back(p, &e, 1) == 1) {
     ran = process_entry(p, &e) ? 1 : 0;
   }
   guest_leave(p);
@@ -2080,7 +2066,7 @@ static int pool_shutdown(concur_executor *ex, unsigned flags) {
     /* Batches not started, the queue, then batches taken meanwhile. */
     concur__pool_entry stolen[BATCH_MAX];
     for (int pass = 0; pass < 2; pass++) {
-      for (uint32_t n; (n = steal_one_batch(p, stolen)) != 0;) {
+      for (uint32_t n; (n = take_back(p, stolen, BATCH_MAX)) != 0;) {
         for (uint32_t i = 0; i < n; i++) {
           (void)cancel_entry(p, &stolen[i]);
         }
@@ -2118,7 +2104,7 @@ static void hand_back(pool *p, concur__pool_entry *e, concur_unrun_fn unrun,
 static int hand_back_batches(pool *p, concur_unrun_fn unrun, void *ctx) {
   int count = 0;
   concur__pool_entry stolen[BATCH_MAX];
-  for (uint32_t n; (n = steal_one_batch(p, stolen)) != 0;) {
+  for (uint32_t n; (n = take_back(p, stolen, BATCH_MAX)) != 0;) {
     for (uint32_t i = 0; i < n; i++) {
       hand_back(p, &stolen[i], unrun, ctx);
       count++;
